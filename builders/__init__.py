@@ -1,0 +1,1 @@
+"""Build CRI-O and its companions from source for arm64."""

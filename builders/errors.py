@@ -1,0 +1,44 @@
+"""User-facing errors: '<what failed> because <why>' plus a hint, never a traceback."""
+from __future__ import annotations
+
+
+class BuildError(Exception):
+    """An error the user can fix; shown without a traceback."""
+
+    def __init__(self, message: str, *, hint: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.hint = hint
+
+    def __str__(self) -> str:
+        if self.hint:
+            return f"{self.message}\n  hint: {self.hint}"
+        return self.message
+
+
+class RecipeError(BuildError):
+    """A recipe file is malformed."""
+
+
+class ChecksumError(BuildError):
+    """A download does not match its pinned sha256."""
+
+
+class DownloadError(BuildError):
+    """A download could not be completed."""
+
+
+class SourceError(BuildError):
+    """A component's source could not be fetched or pinned."""
+
+
+class ContainerError(BuildError):
+    """Docker, QEMU or a command inside a build container failed."""
+
+
+class PackageError(BuildError):
+    """A .deb or tarball could not be produced."""
+
+
+class KernelConfigError(BuildError):
+    """A kernel configuration could not be read."""

@@ -1,0 +1,261 @@
+"""Recipes: one strict TOML file per CRI-O minor, validated into frozen dataclasses."""
+from __future__ import annotations
+
+import difflib
+import re
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .arch import Arch
+from .errors import RecipeError
+
+COMPONENTS = ("cri-o", "conmon", "cni-plugins", "cri-tools")
+CGROUP_MANAGERS = ("systemd", "cgroupfs")
+COMMIT_RE = re.compile(r"^[0-9a-f]{40}$")
+SHA256_RE = re.compile(r"^[0-9a-f]{64}$")
+GO_VERSION_RE = re.compile(r"^1\.\d+(\.\d+)?((rc|beta)\d+)?$")
+VERSION_RE = re.compile(r"^\d+(\.\d+)*([~+.-][0-9A-Za-z.~+-]*)?$")
+
+# Every allowed key: dotted key -> (python type, required). "*" stands for one component name.
+SCHEMA: dict[str, tuple[type, bool]] = {
+    "schema": (int, True),
+    "go": (dict, True),
+    "go.version": (str, True),
+    "go.sha256": (dict, True),
+    "target": (dict, True),
+    "target.distro": (str, True),
+    "target.suite": (str, True),
+    "target.arch": (str, True),
+    "target.mirror": (str, False),
+    "package": (dict, False),
+    "package.revision": (str, False),
+    "package.maintainer": (str, False),
+    "config": (dict, True),
+    "config.cgroup_manager": (str, True),
+    "config.pause_image": (str, True),
+    "components": (dict, True),
+    "components.*": (dict, True),
+    "components.*.repo": (str, True),
+    "components.*.branch": (str, False),
+    "components.*.tag": (str, False),
+    "components.*.commit": (str, True),
+    "components.*.version": (str, False),
+    "components.*.buildtags": (list, False),
+}
+DEFAULT_MIRRORS = {"debian": "http://deb.debian.org/debian", "ubuntu": "http://ports.ubuntu.com/ubuntu-ports"}
+
+
+@dataclass(frozen=True, kw_only=True)
+class Component:
+    name: str
+    repo: str
+    commit: str
+    version: str
+    branch: str | None = None
+    tag: str | None = None
+    buildtags: tuple[str, ...] = ()
+
+    @property
+    def ref(self) -> str:
+        """What to fetch: the tag when pinned to a release, else the branch."""
+        return self.tag or self.branch  # type: ignore[return-value]
+
+
+@dataclass(frozen=True, kw_only=True)
+class GoToolchain:
+    version: str
+    sha256: dict[Arch, str]
+
+    def tarball(self, arch: Arch) -> str:
+        return f"go{self.version}.linux-{arch.to_go()}.tar.gz"
+
+
+@dataclass(frozen=True, kw_only=True)
+class Target:
+    distro: str
+    suite: str
+    arch: Arch
+    mirror: str
+
+
+@dataclass(frozen=True, kw_only=True)
+class Recipe:
+    name: str
+    path: Path
+    go: GoToolchain
+    target: Target
+    cgroup_manager: str
+    pause_image: str
+    revision: str
+    maintainer: str
+    components: dict[str, Component] = field(default_factory=dict)
+
+    @property
+    def crio(self) -> Component:
+        return self.components["cri-o"]
+
+    def fingerprint(self, component: str | None = None) -> dict[str, Any]:
+        """The slice of the recipe a task reads; feeds doit's config_changed."""
+        base = {"go": self.go.version, "go_sha256": dict(self.go.sha256), "target": repr(self.target)}
+        names = [component] if component else list(COMPONENTS)
+        return base | {n: repr(self.components[n]) for n in names}
+
+
+def load_recipe(path: Path) -> Recipe:
+    try:
+        data = tomllib.loads(path.read_text())
+    except FileNotFoundError:
+        raise RecipeError(f"{path}: no such recipe file", hint="list recipes with `doit list`") from None
+    except tomllib.TOMLDecodeError as e:
+        raise RecipeError(f"{path}: not valid TOML because {e}", hint="fix the TOML syntax") from None
+    check_keys(path, data, "")
+    return build_recipe(path, data)
+
+
+def load_all(directory: Path) -> list[Recipe]:
+    if not directory.is_dir():
+        raise RecipeError(
+            f"recipe directory {directory} does not exist",
+            hint="set CRIOBUILD_RECIPES to a directory of crio-<minor>.toml files, or unset it",
+        )
+    return [load_recipe(p) for p in sorted(directory.glob("crio-*.toml"), key=recipe_sort_key)]
+
+
+def recipe_sort_key(path: Path) -> tuple[int, ...]:
+    digits = re.findall(r"\d+", path.stem)
+    return tuple(int(d) for d in digits)
+
+
+def schema_key(dotted: str) -> str:
+    parts = dotted.split(".")
+    if parts[0] == "components" and len(parts) > 1:
+        parts[1] = "*"
+    return ".".join(parts)
+
+
+def check_keys(path: Path, table: dict[str, Any], prefix: str) -> None:
+    for key, value in table.items():
+        dotted = f"{prefix}{key}"
+        spec = SCHEMA.get(schema_key(dotted))
+        if spec is None:
+            raise RecipeError(f"{path}: unknown key '{dotted}'", hint=did_you_mean(dotted, prefix))
+        expected, _ = spec
+        if dotted == "go.sha256":
+            check_sha256_table(path, value)
+            continue
+        if not isinstance(value, expected):
+            raise RecipeError(
+                f"{path}: key '{dotted}' must be a {expected.__name__}, not {type(value).__name__}",
+                hint=f"write it as a TOML {toml_type_name(expected)}",
+            )
+        if isinstance(value, dict):
+            check_keys(path, value, f"{dotted}.")
+    check_required(path, table, prefix)
+
+
+def check_required(path: Path, table: dict[str, Any], prefix: str) -> None:
+    for spec_key, (_, required) in SCHEMA.items():
+        parent, _, leaf = spec_key.rpartition(".")
+        if not required or leaf == "*" or schema_key(prefix.rstrip(".")) != parent:
+            continue
+        if leaf not in table:
+            raise RecipeError(f"{path}: missing key '{prefix}{leaf}'", hint="every recipe needs it; see recipes/crio-1.18.toml")
+    if prefix == "components.":
+        for name in COMPONENTS:
+            if name not in table:
+                raise RecipeError(f"{path}: missing key 'components.{name}'", hint=f"pin all of: {', '.join(COMPONENTS)}")
+
+
+def check_sha256_table(path: Path, value: Any) -> None:
+    if not isinstance(value, dict) or not value:
+        raise RecipeError(f"{path}: key 'go.sha256' must be a table of architecture = sha256", hint='e.g. sha256 = { arm64 = "…", amd64 = "…" }')
+    for arch, digest in value.items():
+        if arch not in Arch.__members__:
+            raise RecipeError(
+                f"{path}: unknown architecture 'go.sha256.{arch}'",
+                hint=f"use one of: {', '.join(Arch.__members__)}" + suggestion(arch, list(Arch.__members__)),
+            )
+        if not isinstance(digest, str) or not SHA256_RE.match(digest):
+            raise RecipeError(
+                f"{path}: key 'go.sha256.{arch}' is not a sha256: {digest!r}",
+                hint="use the 64 lower-case hex digits published for the official go tarball",
+            )
+
+
+def did_you_mean(dotted: str, prefix: str) -> str:
+    siblings = sorted({k.rsplit(".", 1)[-1] for k in SCHEMA if schema_key(k).rpartition(".")[0] == schema_key(prefix.rstrip("."))})
+    leaf = dotted.rsplit(".", 1)[-1]
+    if prefix == "components.":
+        siblings = list(COMPONENTS)
+    return f"allowed here: {', '.join(siblings)}" + suggestion(leaf, siblings)
+
+
+def suggestion(word: str, choices: list[str]) -> str:
+    close = difflib.get_close_matches(word, choices, n=1)
+    return f". Perhaps you meant '{close[0]}'?" if close else ""
+
+
+def toml_type_name(t: type) -> str:
+    return {str: "string", int: "integer", dict: "table", list: "array"}[t]
+
+
+def build_recipe(path: Path, data: dict[str, Any]) -> Recipe:
+    if data["schema"] != 1:
+        raise RecipeError(f"{path}: key 'schema' is {data['schema']}, this tool reads schema 1", hint="set schema = 1")
+    package = data.get("package", {})
+    return Recipe(
+        name=path.stem,
+        path=path,
+        go=build_go(path, data["go"]),
+        target=build_target(path, data["target"]),
+        cgroup_manager=choice(path, "config.cgroup_manager", data["config"]["cgroup_manager"], CGROUP_MANAGERS),
+        pause_image=data["config"]["pause_image"],
+        revision=package.get("revision", "1"),
+        maintainer=package.get("maintainer", "criobuild <criobuild@localhost>"),
+        components={name: build_component(path, name, data["components"][name]) for name in COMPONENTS},
+    )
+
+
+def build_go(path: Path, table: dict[str, Any]) -> GoToolchain:
+    version = table["version"]
+    if not GO_VERSION_RE.match(version):
+        raise RecipeError(f"{path}: key 'go.version' = {version!r} is not a Go version", hint='write it like "1.14.15" (no "go" prefix)')
+    return GoToolchain(version=version, sha256={Arch(a): d for a, d in table["sha256"].items()})
+
+
+def build_target(path: Path, table: dict[str, Any]) -> Target:
+    arch = table["arch"]
+    if arch not in Arch.__members__:
+        raise RecipeError(
+            f"{path}: unknown architecture 'target.arch' = {arch!r}",
+            hint=f"use one of: {', '.join(Arch.__members__)}" + suggestion(arch, list(Arch.__members__)),
+        )
+    distro = choice(path, "target.distro", table["distro"], tuple(DEFAULT_MIRRORS))
+    return Target(distro=distro, suite=table["suite"], arch=Arch(arch), mirror=table.get("mirror", DEFAULT_MIRRORS[distro]))
+
+
+def build_component(path: Path, name: str, table: dict[str, Any]) -> Component:
+    key = f"components.{name}"
+    commit = table["commit"]
+    if not COMMIT_RE.match(commit):
+        raise RecipeError(f"{path}: key '{key}.commit' is not a full commit id: {commit!r}", hint="pin the 40-hex commit (git rev-parse <tag>^{commit})")
+    if "tag" not in table and "branch" not in table:
+        raise RecipeError(f"{path}: missing key '{key}.tag' (or '{key}.branch')", hint="say which release tag or branch the commit is on")
+    version = table.get("version") or table.get("tag", "").removeprefix("v")
+    if not VERSION_RE.match(version):
+        raise RecipeError(f"{path}: key '{key}.version' = {version!r} is not a version", hint='give a version like "1.18.6" or a tag like "v1.18.6"')
+    tags = table.get("buildtags", [])
+    if not all(isinstance(t, str) for t in tags):
+        raise RecipeError(f"{path}: key '{key}.buildtags' must be a list of strings", hint='e.g. buildtags = ["seccomp"]')
+    return Component(
+        name=name, repo=table["repo"], commit=commit, version=version,
+        branch=table.get("branch"), tag=table.get("tag"), buildtags=tuple(tags),
+    )
+
+
+def choice(path: Path, key: str, value: str, allowed: tuple[str, ...]) -> str:
+    if value not in allowed:
+        raise RecipeError(f"{path}: key '{key}' = {value!r} is not allowed", hint=f"use one of: {', '.join(allowed)}" + suggestion(value, list(allowed)))
+    return value

@@ -1,0 +1,54 @@
+"""Settings a user may change without editing the repo (CRIOBUILD_* environment variables)."""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from .errors import BuildError
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+MODES = ("auto", "native", "qemu", "cross")
+
+
+@dataclass(frozen=True, kw_only=True)
+class Settings:
+    cache: Path
+    recipes: Path
+    artifacts: Path
+    mode: str
+    go_mirror: str | None
+
+    @property
+    def toolchains(self) -> Path:
+        return self.cache / "toolchains"
+
+    @property
+    def clones(self) -> Path:
+        return self.cache / "clones"
+
+    @property
+    def images(self) -> Path:
+        return self.cache / "images"
+
+
+def default_cache() -> Path:
+    xdg = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(xdg) / "criobuild"
+
+
+def load_settings(env: dict[str, str] | None = None) -> Settings:
+    env = os.environ if env is None else env
+    mode = env.get("CRIOBUILD_MODE", "auto")
+    if mode not in MODES:
+        raise BuildError(
+            f"CRIOBUILD_MODE={mode!r} is not a build mode",
+            hint=f"set it to one of: {', '.join(MODES)}",
+        )
+    return Settings(
+        cache=Path(env.get("CRIOBUILD_CACHE") or default_cache()).absolute(),
+        recipes=Path(env.get("CRIOBUILD_RECIPES") or REPO_ROOT / "recipes").absolute(),
+        artifacts=Path(env.get("CRIOBUILD_ARTIFACTS") or REPO_ROOT / "artifacts").absolute(),
+        mode=mode,
+        go_mirror=env.get("CRIOBUILD_GO_MIRROR") or None,
+    )
