@@ -29,6 +29,7 @@ SCHEMA: dict[str, tuple[type, bool]] = {
     "target.suite": (str, True),
     "target.arch": (str, True),
     "target.mirror": (str, False),
+    "target.packages": (list, False),
     "package": (dict, False),
     "package.revision": (str, False),
     "package.maintainer": (str, False),
@@ -90,6 +91,7 @@ class Recipe:
     pause_image: str
     revision: str
     maintainer: str
+    build_packages: tuple[str, ...] = ()
     components: dict[str, Component] = field(default_factory=dict)
 
     @property
@@ -139,8 +141,12 @@ def check_keys(path: Path, table: dict[str, Any], prefix: str) -> None:
     for key, value in table.items():
         dotted = f"{prefix}{key}"
         spec = SCHEMA.get(schema_key(dotted))
-        if spec is None:
-            raise RecipeError(f"{path}: unknown key '{dotted}'", hint=did_you_mean(dotted, prefix))
+        if spec is None or (prefix == "components." and key not in COMPONENTS):
+            allowed = allowed_keys(prefix)
+            raise RecipeError(
+                f"{path}: unknown key '{dotted}'" + suggestion(key, allowed),
+                hint=f"allowed in this table: {', '.join(allowed)}",
+            )
         expected, _ = spec
         if dotted == "go.sha256":
             check_sha256_table(path, value)
@@ -184,12 +190,11 @@ def check_sha256_table(path: Path, value: Any) -> None:
             )
 
 
-def did_you_mean(dotted: str, prefix: str) -> str:
-    siblings = sorted({k.rsplit(".", 1)[-1] for k in SCHEMA if schema_key(k).rpartition(".")[0] == schema_key(prefix.rstrip("."))})
-    leaf = dotted.rsplit(".", 1)[-1]
+def allowed_keys(prefix: str) -> list[str]:
     if prefix == "components.":
-        siblings = list(COMPONENTS)
-    return f"allowed here: {', '.join(siblings)}" + suggestion(leaf, siblings)
+        return list(COMPONENTS)
+    parent = schema_key(prefix.rstrip("."))
+    return [k.rsplit(".", 1)[-1] for k in SCHEMA if k.rpartition(".")[0] == parent]
 
 
 def suggestion(word: str, choices: list[str]) -> str:
@@ -214,6 +219,7 @@ def build_recipe(path: Path, data: dict[str, Any]) -> Recipe:
         pause_image=data["config"]["pause_image"],
         revision=package.get("revision", "1"),
         maintainer=package.get("maintainer", "criobuild <criobuild@localhost>"),
+        build_packages=tuple(data["target"].get("packages", ())),
         components={name: build_component(path, name, data["components"][name]) for name in COMPONENTS},
     )
 

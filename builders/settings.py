@@ -9,6 +9,7 @@ from .errors import BuildError
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 MODES = ("auto", "native", "qemu", "cross")
+BASE_SOURCES = ("auto", "pull", "bootstrap")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -18,6 +19,8 @@ class Settings:
     artifacts: Path
     mode: str
     go_mirror: str | None
+    base_source: str
+    min_free_gib: float
 
     @property
     def toolchains(self) -> Path:
@@ -39,16 +42,20 @@ def default_cache() -> Path:
 
 def load_settings(env: dict[str, str] | None = None) -> Settings:
     env = os.environ if env is None else env
-    mode = env.get("CRIOBUILD_MODE", "auto")
-    if mode not in MODES:
-        raise BuildError(
-            f"CRIOBUILD_MODE={mode!r} is not a build mode",
-            hint=f"set it to one of: {', '.join(MODES)}",
-        )
+    mode = choice(env, "CRIOBUILD_MODE", MODES)
     return Settings(
         cache=Path(env.get("CRIOBUILD_CACHE") or default_cache()).absolute(),
         recipes=Path(env.get("CRIOBUILD_RECIPES") or REPO_ROOT / "recipes").absolute(),
         artifacts=Path(env.get("CRIOBUILD_ARTIFACTS") or REPO_ROOT / "artifacts").absolute(),
         mode=mode,
         go_mirror=env.get("CRIOBUILD_GO_MIRROR") or None,
+        base_source=choice(env, "CRIOBUILD_BASE", BASE_SOURCES),
+        min_free_gib=float(env.get("CRIOBUILD_MIN_FREE_GIB", "10")),
     )
+
+
+def choice(env: dict[str, str], name: str, allowed: tuple[str, ...]) -> str:
+    value = env.get(name) or allowed[0]
+    if value not in allowed:
+        raise BuildError(f"{name}={value!r} is not allowed", hint=f"set it to one of: {', '.join(allowed)}")
+    return value

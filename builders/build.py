@@ -1,0 +1,157 @@
+"""Build one component in an arm64 container with its upstream's own entry points, into a staging tree.
+
+Staging layout per recipe: artifacts/<recipe>/staging/<component>/ is a DESTDIR tree (usr/bin, etc, ...),
+artifacts/<recipe>/staging/<component>.json says what was built and is written last, so a tree without it
+is never taken as done; artifacts/<recipe>/logs/<component>.log keeps the build log.
+"""
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+
+from . import elf
+from .container import Container, docker_client
+from .go_toolchain import ensure_go
+from .images import ensure_builder_image
+from .modes import BuildMode, resolve_mode
+from .recipe import Component, Recipe
+from .settings import Settings
+from .sources import checkout
+from .volumes import ensure_go_volume
+
+SRC = "/src"
+OUT = "/out"
+GOROOT = "/usr/local/go"
+CNI_DIR = "/usr/lib/cni"
+CONMON_PATH = "/usr/bin/conmon"
+
+
+@dataclass(frozen=True)
+class Step:
+    argv: list[str]
+
+
+def sh(command: str) -> Step:
+    return Step(["bash", "-euo", "pipefail", "-c", command])
+
+
+def make(*args: str) -> Step:
+    return Step(["make", *args])
+
+
+def crio_conf_overrides(recipe: Recipe) -> str:
+    return " ".join([
+        f"--cgroup-manager={recipe.cgroup_manager}",
+        f"--pause-image={recipe.pause_image}",
+        f"--conmon={CONMON_PATH}",
+        f"--cni-plugin-dir={CNI_DIR}",
+        "--cni-plugin-dir=/opt/cni/bin",
+    ])  # fmt: skip
+
+
+def crio_steps(recipe: Recipe, c: Component) -> list[Step]:
+    tags = " ".join(c.buildtags)
+    install_vars = [f"DESTDIR={OUT}", f"PREFIX={OUT}/usr", f"ETCDIR={OUT}/etc"]
+    return [
+        make("binaries", f"BUILDTAGS={tags}"),
+        make("crio.conf", f"CONF_OVERRIDES={crio_conf_overrides(recipe)}"),
+        make("install.bin-nobuild", "install.config-nobuild", "install.systemd", *install_vars),
+        sh(f"install -D -m 644 -t {OUT}/etc/cni/net.d contrib/cni/10-crio-bridge.conf contrib/cni/99-loopback.conf"),
+        sh(f"sed -i 's|/usr/local/bin/crio|/usr/bin/crio|' {OUT}/usr/lib/systemd/system/*.service"),
+    ]
+
+
+def conmon_steps(recipe: Recipe, c: Component) -> list[Step]:
+    return [make(), sh(f"install -D -m 755 bin/conmon {OUT}{CONMON_PATH}")]
+
+
+def cni_plugins_steps(recipe: Recipe, c: Component) -> list[Step]:
+    version_flag = f"-X github.com/containernetworking/plugins/pkg/utils/buildversion.BuildVersion=v{c.version}"
+    return [
+        Step(["./build_linux.sh", "-ldflags", version_flag]),
+        sh(f"install -D -m 755 -t {OUT}{CNI_DIR} bin/*"),
+    ]
+
+
+def cri_tools_steps(recipe: Recipe, c: Component) -> list[Step]:
+    return [make("crictl"), sh(f"install -D -m 755 _output/crictl {OUT}/usr/bin/crictl")]
+
+
+STEPS = {"cri-o": crio_steps, "conmon": conmon_steps, "cni-plugins": cni_plugins_steps, "cri-tools": cri_tools_steps}
+
+
+def staging_dir(settings: Settings, recipe: Recipe, component: str) -> Path:
+    return settings.artifacts / recipe.name / "staging" / component
+
+
+def staging_manifest(settings: Settings, recipe: Recipe, component: str) -> Path:
+    return staging_dir(settings, recipe, component).with_suffix(".json")
+
+
+def build_env(mode: BuildMode, source_date_epoch: int) -> dict[str, str]:
+    return {
+        "PATH": f"{GOROOT}/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+        "GOROOT": GOROOT,
+        "GOPATH": "/root/go",
+        "GOCACHE": "/cache/go-build",
+        "GOPROXY": "off",
+        "GOTOOLCHAIN": "local",
+        "GOFLAGS": "-trimpath",
+        "CGO_ENABLED": "1",
+        "SOURCE_DATE_EPOCH": str(source_date_epoch),
+        "HOME": "/root",
+    } | mode.env()
+
+
+def commit_epoch(source: Path) -> int:
+    out = subprocess.run(["git", "-C", str(source), "log", "-1", "--format=%ct"], capture_output=True, text=True, check=True)
+    return int(out.stdout.strip())
+
+
+def build_component(recipe: Recipe, name: str, settings: Settings) -> None:
+    """Check out, build in a container, verify the ELF architecture, and stage atomically."""
+    component = recipe.components[name]
+    mode = resolve_mode(settings.mode, recipe.target.arch)
+    mode.preflight(settings)
+    client = docker_client()
+    image = ensure_builder_image(client, mode.builder_target(recipe.target), mode.packages(recipe), settings.base_source)
+    toolchain_arch = mode.toolchain_arch(recipe.target.arch)
+    goroot = ensure_go(recipe.go, toolchain_arch, settings)
+    go_volume = ensure_go_volume(client, image, goroot, recipe.go.sha256[toolchain_arch])
+    work = settings.cache / "work" / recipe.name / name
+    shutil.rmtree(work, ignore_errors=True)
+    source = checkout(component, settings, work)
+    final, manifest = staging_dir(settings, recipe, name), staging_manifest(settings, recipe, name)
+    manifest.unlink(missing_ok=True)
+    partial = final.with_name(final.name + ".partial")
+    shutil.rmtree(partial, ignore_errors=True)
+    log_path = settings.artifacts / recipe.name / "logs" / f"{name}.log"
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    volumes = {go_volume: {"bind": GOROOT, "mode": "ro"}, f"criobuild-gocache-{recipe.target.arch}-{mode.name}": {"bind": "/cache", "mode": "rw"}}
+    env = build_env(mode, commit_epoch(source))
+    with log_path.open("w") as log, Container(client, image, volumes=volumes, env=env, workdir=SRC, log=log, what=f"{recipe.name} {name}") as box:
+        box.say(f"# {recipe.name}: building {name} {component.version} ({component.commit[:12]}) in {image}, mode {mode.name}")
+        box.copy_into(source, SRC)
+        for step in STEPS[name](recipe, component):
+            box.call(step.argv)
+        box.copy_out(OUT, partial)
+    binaries = elf.check_tree(partial, recipe.target.arch)
+    shutil.rmtree(final, ignore_errors=True)
+    partial.rename(final)
+    write_manifest(manifest, recipe, component, mode, image, binaries)
+    shutil.rmtree(work, ignore_errors=True)
+
+
+def write_manifest(path: Path, recipe: Recipe, c: Component, mode: BuildMode, image: str, binaries: list[str]) -> None:
+    data = {
+        "component": c.name, "version": c.version, "repo": c.repo, "tag": c.tag, "branch": c.branch,
+        "commit": c.commit, "go": recipe.go.version, "mode": mode.name, "builder_image": image,
+        "binaries": binaries,
+    }  # fmt: skip
+    tmp = path.with_suffix(".json.partial")
+    tmp.write_text(json.dumps(data, indent=2) + "\n")
+    tmp.rename(path)
+

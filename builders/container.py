@@ -1,0 +1,160 @@
+"""A build container with a tiny surface (call, copy_into, copy_out) that is always removed.
+
+Everything goes through the Docker API (named volumes, put/get archive), never host bind mounts,
+so the same code drives a local engine or a remote arm64 box given by DOCKER_HOST.
+"""
+from __future__ import annotations
+
+import io
+import signal
+import tarfile
+import threading
+import uuid
+from collections import deque
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, TextIO
+
+import docker
+import docker.errors
+
+from .errors import ContainerError
+
+LABEL = "io.criobuild"
+
+
+def docker_client() -> docker.DockerClient:
+    try:
+        client = docker.from_env(timeout=600)
+        client.ping()
+    except docker.errors.DockerException as e:
+        raise ContainerError(*daemon_problem(str(e))) from None
+    return client
+
+
+def daemon_problem(detail: str) -> tuple[str, str]:
+    if "Permission denied" in detail or "PermissionError" in detail:
+        return (
+            f"cannot talk to the Docker daemon because the socket refused this user ({detail})",
+            "add yourself to the docker group (`sudo usermod -aG docker $USER`, then log in again) or run as root",
+        )
+    return (
+        f"cannot talk to the Docker daemon because it does not answer ({detail})",
+        "start it (`sudo systemctl start docker`, or `sudo dockerd &`), or point DOCKER_HOST at a running engine",
+    )
+
+
+class Container:
+    """Use as `with Container(client, image, ...) as c: c.call([...])`."""
+
+    def __init__(
+        self,
+        client: docker.DockerClient,
+        image: str,
+        *,
+        volumes: dict[str, dict[str, str]] | None = None,
+        env: dict[str, str] | None = None,
+        workdir: str = "/",
+        log: TextIO | None = None,
+        what: str = "",
+    ) -> None:
+        self.client = client
+        self.image = image
+        self.volumes = volumes or {}
+        self.env = env or {}
+        self.workdir = workdir
+        self.log = log
+        self.what = what
+        self.container: Any = None
+
+    def __enter__(self) -> Container:
+        with terminate_as_interrupt():
+            self.container = self.client.containers.create(
+                self.image, ["sleep", "infinity"], name=f"criobuild-{uuid.uuid4().hex[:12]}",
+                labels={LABEL: "build"}, volumes=self.volumes, environment=self.env,
+                working_dir=self.workdir, network_mode="none", detach=True,
+            )  # fmt: skip
+            self.container.start()
+        self._previous_term = set_signal(signal.SIGTERM, raise_interrupt)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        set_signal(signal.SIGTERM, self._previous_term)
+        with terminate_as_interrupt():
+            self.container.remove(force=True, v=True)
+
+    def call(self, argv: list[str], *, env: dict[str, str] | None = None, cwd: str | None = None) -> None:
+        """Run argv in the container, streaming its output; raise ContainerError on failure."""
+        self.say(f"+ {' '.join(argv)}")
+        api = self.client.api
+        exec_id = api.exec_create(self.container.id, argv, environment=env, workdir=cwd or self.workdir)["Id"]
+        tail: deque[str] = deque(maxlen=40)
+        for chunk in api.exec_start(exec_id, stream=True):
+            text = chunk.decode(errors="replace")
+            tail.extend(text.splitlines())
+            self.say(text, end="")
+        code = api.exec_inspect(exec_id)["ExitCode"]
+        if code != 0:
+            last = "\n".join(tail)
+            raise ContainerError(
+                f"{self.what}: `{' '.join(argv)}` failed because it returned {code} in image {self.image}\n{last}",
+                hint="the full log is in the component's log file under artifacts/<recipe>/logs/",
+            )
+
+    def output(self, argv: list[str]) -> str:
+        result = self.container.exec_run(argv, workdir=self.workdir)
+        if result.exit_code != 0:
+            raise ContainerError(f"{self.what}: `{' '.join(argv)}` failed because it returned {result.exit_code}: {result.output.decode(errors='replace')}")
+        return result.output.decode()
+
+    def copy_into(self, source: Path, dest: str) -> None:
+        """Copy the contents of a host directory into dest (created if needed)."""
+        self.call(["mkdir", "-p", dest])
+        buffer = io.BytesIO()
+        with tarfile.open(fileobj=buffer, mode="w") as tar:
+            tar.add(source, arcname=".")
+        self.container.put_archive(dest, buffer.getvalue())
+
+    def copy_out(self, source: str, dest: Path) -> None:
+        """Copy the contents of a container directory into a host directory."""
+        stream, _ = self.container.get_archive(source.rstrip("/") + "/.")
+        buffer = io.BytesIO(b"".join(stream))
+        dest.mkdir(parents=True, exist_ok=True)
+        with tarfile.open(fileobj=buffer) as tar:
+            tar.extractall(dest, filter="tar")
+
+    def say(self, text: str, end: str = "\n") -> None:
+        print(text, end=end, flush=True)
+        if self.log:
+            self.log.write(text + end)
+            self.log.flush()
+
+
+def set_signal(signum: int, handler: Any) -> Any:
+    """signal.signal, except off the main thread (doit -n), where Python forbids it."""
+    if threading.current_thread() is not threading.main_thread():
+        return handler
+    return signal.signal(signum, handler)
+
+
+def raise_interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
+
+
+@contextmanager
+def terminate_as_interrupt() -> Iterator[None]:
+    """Hold off SIGINT/SIGTERM while creating or removing a container, so neither is left half-done."""
+    pending: list[int] = []
+    handlers = {s: set_signal(s, lambda n, f: pending.append(n)) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for s, h in handlers.items():
+            set_signal(s, h)
+        if pending:
+            raise KeyboardInterrupt
+
+
+def leftover_containers(client: docker.DockerClient) -> list[str]:
+    return [c.name for c in client.containers.list(all=True, filters={"label": LABEL})]

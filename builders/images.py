@@ -1,0 +1,113 @@
+"""Base images (pulled, or bootstrapped from the distribution's mirror) and builder images on top."""
+from __future__ import annotations
+
+import hashlib
+import io
+import shutil
+import subprocess
+import sys
+
+import docker
+import docker.errors
+
+from .arch import Arch
+from .errors import ContainerError
+from .recipe import Target
+
+# What the four components need to build (cri-o: seccomp, gpgme, glib via conmon, systemd; pinns: static libc),
+# plus dpkg-dev so dpkg-shlibdeps can read the target's own shlibs files.
+BUILD_PACKAGES = (
+    "ca-certificates", "dpkg-dev", "file", "gcc", "git", "libc6-dev", "libglib2.0-dev", "libgpgme-dev",
+    "libseccomp-dev", "libsystemd-dev", "make", "pkg-config",
+)  # fmt: skip
+
+
+def base_image_name(target: Target) -> str:
+    return f"criobuild/base:{target.distro}-{target.suite}-{target.arch}"
+
+
+def ensure_base_image(client: docker.DockerClient, target: Target, source: str = "auto") -> str:
+    """The target's root filesystem as a local image; source is auto, pull or bootstrap."""
+    name = base_image_name(target)
+    if image_exists(client, name):
+        return name
+    if source in ("auto", "pull") and pull_base(client, target, name):
+        return name
+    if source == "pull":
+        raise ContainerError(f"cannot pull {target.distro}:{target.suite} for {target.arch.to_oci()}", hint="set CRIOBUILD_BASE=bootstrap to build it from the distribution's mirror")
+    bootstrap_base(target, name)
+    return name
+
+
+def image_exists(client: docker.DockerClient, name: str) -> bool:
+    try:
+        client.images.get(name)
+    except docker.errors.ImageNotFound:
+        return False
+    return True
+
+
+def pull_base(client: docker.DockerClient, target: Target, name: str) -> bool:
+    try:
+        image = client.images.pull(target.distro, tag=target.suite, platform=target.arch.to_oci())
+    except docker.errors.APIError as e:
+        print(f"could not pull {target.distro}:{target.suite} ({e.explanation}); bootstrapping from {target.mirror}", file=sys.stderr)
+        return False
+    image.tag(name)
+    return True
+
+
+def bootstrap_base(target: Target, name: str) -> None:
+    """mmdebstrap a minimal root filesystem from the mirror and `docker import` it (streamed, no temp file)."""
+    if not shutil.which("mmdebstrap"):
+        raise ContainerError("cannot bootstrap a base image because mmdebstrap is not installed", hint="sudo apt-get install mmdebstrap")
+    print(f"bootstrapping {name} from {target.mirror} with mmdebstrap", file=sys.stderr, flush=True)
+    strap = subprocess.Popen(
+        ["mmdebstrap", f"--arch={target.arch.to_deb()}", "--variant=minbase", "--include=ca-certificates",
+         target.suite, "-", target.mirror],
+        stdout=subprocess.PIPE,
+    )  # fmt: skip
+    imported = subprocess.run(["docker", "import", "-", name], stdin=strap.stdout, capture_output=True, text=True)
+    strap.stdout.close()  # type: ignore[union-attr]
+    if strap.wait() != 0 or imported.returncode != 0:
+        subprocess.run(["docker", "rmi", "-f", name], capture_output=True)
+        raise ContainerError(
+            f"cannot bootstrap {name} because mmdebstrap returned {strap.returncode} and docker import said {imported.stderr.strip()!r}",
+            hint=f"check that {target.mirror} is reachable and serves {target.suite} for {target.arch}",
+        )
+
+
+def builder_dockerfile(base: str, base_id: str, packages: tuple[str, ...]) -> str:
+    return (
+        f"# base image id {base_id}\n"
+        f"FROM {base}\n"
+        "ENV DEBIAN_FRONTEND=noninteractive LANG=C.UTF-8\n"
+        "RUN apt-get update -q && apt-get install -y -q --no-install-recommends "
+        + " ".join(sorted(packages))
+        + " && rm -rf /var/lib/apt/lists/* && git config --system --add safe.directory '*'\n"
+    )
+
+
+def ensure_builder_image(client: docker.DockerClient, target: Target, packages: tuple[str, ...], base_source: str = "auto") -> str:
+    """Build (once) the builder image; its tag is a hash of its definition, so a change makes a new one."""
+    base = ensure_base_image(client, target, base_source)
+    dockerfile = builder_dockerfile(base, client.images.get(base).id, packages)
+    digest = hashlib.sha256(dockerfile.encode()).hexdigest()[:12]
+    name = f"criobuild/builder:{target.distro}-{target.suite}-{target.arch}-{digest}"
+    if image_exists(client, name):
+        return name
+    print(f"building {name} (apt-get install of {len(packages)} packages{emulated_note(target.arch)})", file=sys.stderr, flush=True)
+    try:
+        for line in client.api.build(fileobj=io.BytesIO(dockerfile.encode()), tag=name, rm=True, forcerm=True, decode=True):
+            print(line.get("stream", ""), end="", flush=True)
+            if "error" in line:
+                raise ContainerError(f"cannot build {name} because {line['error'].strip()}", hint="read the apt output above")
+    except docker.errors.APIError as e:
+        raise ContainerError(f"cannot build {name} because {e.explanation}") from None
+    return name
+
+
+def emulated_note(arch: Arch) -> str:
+    from .arch import host_arch
+
+    return ", under QEMU: a few minutes" if arch != host_arch() else ""

@@ -1,0 +1,85 @@
+"""Build modes: native (arm64 host), qemu (user-mode emulation via binfmt), cross (host-arch container)."""
+from __future__ import annotations
+
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+from .arch import Arch, host_arch
+from .errors import ContainerError
+from .images import BUILD_PACKAGES
+from .recipe import Recipe, Target
+from .settings import Settings
+
+BINFMT = Path("/proc/sys/fs/binfmt_misc")
+
+
+@dataclass(frozen=True)
+class BuildMode:
+    name: str
+    target_arch: Arch
+
+    def env(self) -> dict[str, str]:
+        return {}
+
+    def toolchain_arch(self, target: Arch) -> Arch:
+        return target
+
+    def builder_target(self, target: Target) -> Target:
+        return target
+
+    def packages(self, recipe: Recipe) -> tuple[str, ...]:
+        return recipe.build_packages or BUILD_PACKAGES
+
+    def preflight(self, settings: Settings) -> None:
+        check_disk(settings)
+
+
+@dataclass(frozen=True)
+class Native(BuildMode):
+    def preflight(self, settings: Settings) -> None:
+        if host_arch() != self.target_arch:
+            raise ContainerError(
+                f"native mode cannot build {self.target_arch} because this host is {host_arch()}",
+                hint="use CRIOBUILD_MODE=qemu (or auto) here, or DOCKER_HOST pointing at an arm64 machine",
+            )
+        super().preflight(settings)
+
+
+@dataclass(frozen=True)
+class Qemu(BuildMode):
+    def preflight(self, settings: Settings) -> None:
+        check_binfmt(self.target_arch)
+        super().preflight(settings)
+
+
+def check_binfmt(arch: Arch, root: Path = BINFMT) -> None:
+    entry = root / f"qemu-{arch.to_uname()}"
+    if not entry.exists():
+        raise ContainerError(
+            f"cannot run {arch} containers on this {host_arch()} host because qemu-{arch.to_uname()} is not registered in binfmt_misc ({entry} is missing)",
+            hint="sudo apt-get install qemu-user-static binfmt-support (mount binfmt_misc on /proc/sys/fs/binfmt_misc first if it is not mounted)",
+        )
+    if not entry.read_text().startswith("enabled"):
+        raise ContainerError(f"qemu-{arch.to_uname()} is registered but disabled in {entry}", hint=f"sudo update-binfmts --enable qemu-{arch.to_uname()}")
+
+
+def check_disk(settings: Settings) -> None:
+    for path in (settings.artifacts, settings.cache):
+        existing = next(p for p in (path, *path.parents) if p.exists())
+        free_gib = shutil.disk_usage(existing).free / 2**30
+        if free_gib < settings.min_free_gib:
+            raise ContainerError(
+                f"too little disk for a build because {existing} has {free_gib:.1f} GiB free and a build needs {settings.min_free_gib:g} GiB",
+                hint="free some space (docker system prune, or remove $CRIOBUILD_CACHE), or lower CRIOBUILD_MIN_FREE_GIB",
+            )
+
+
+def resolve_mode(requested: str, target: Arch) -> BuildMode:
+    if requested == "auto":
+        requested = "native" if host_arch() == target else "qemu"
+    if requested == "native":
+        return Native("native", target)
+    if requested == "qemu":
+        return Native("native", target) if host_arch() == target else Qemu("qemu", target)
+    raise ContainerError(f"build mode {requested!r} is not available yet", hint="use CRIOBUILD_MODE=qemu or native")

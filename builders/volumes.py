@@ -1,0 +1,28 @@
+"""Docker named volumes: the Go toolchain, copied in once and mounted read-only into every build."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import docker
+
+from .container import Container
+
+MARKER = ".criobuild-complete"
+
+
+def go_volume_name(goroot: Path) -> str:
+    return "criobuild-" + goroot.parent.name.replace("+", "_")
+
+
+def ensure_go_volume(client: docker.DockerClient, image: str, goroot: Path, sha256: str) -> str:
+    """A volume holding goroot's contents (from the tarball with this sha256); filled once, marked last."""
+    name = go_volume_name(goroot)
+    key = sha256[:16]
+    client.volumes.create(name, labels={"io.criobuild": "go"})
+    with Container(client, image, volumes={name: {"bind": "/v", "mode": "rw"}}, what=f"toolchain volume {name}") as box:
+        if box.container.exec_run(["test", "-e", f"/v/{MARKER}-{key}"]).exit_code == 0:
+            return name
+        box.call(["find", "/v", "-mindepth", "1", "-delete"])
+        box.copy_into(goroot, "/v")
+        box.call(["touch", f"/v/{MARKER}-{key}"])
+    return name

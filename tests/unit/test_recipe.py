@@ -1,0 +1,111 @@
+"""Recipe validation: every malformed recipe gets one clear error naming the file and the dotted key."""
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from builders.arch import Arch
+from builders.errors import RecipeError
+from builders.recipe import load_all, load_recipe
+
+REPO = Path(__file__).resolve().parents[2]
+GOOD = (REPO / "recipes" / "crio-1.18.toml").read_text()
+
+
+def edit(old: str, new: str) -> str:
+    assert old in GOOD, old
+    return GOOD.replace(old, new, 1)
+
+
+BAD_RECIPES = [
+    ("missing component", edit('[components.cri-tools]\nrepo = "https://github.com/kubernetes-sigs/cri-tools"\ntag = "v1.18.0"\ncommit = "fad4c4ea1c3a3208050e9f8e34fa4a38065f8af2"\n', ""),
+     "missing key 'components.cri-tools'", "pin all of"),
+    ("unknown key with a typo", edit('version = "1.14.15"', 'verison = "1.14.15"'),
+     "unknown key 'go.verison'", "Perhaps you meant 'version'?"),
+    ("unknown top-level table", GOOD + '\n[packge]\nrevision = "2"\n', "unknown key 'packge'", "Perhaps you meant 'package'?"),
+    ("unknown component", GOOD + '\n[components.crun]\nrepo = "x"\ncommit = "' + "a" * 40 + '"\n',
+     "unknown key 'components.crun'", "allowed here: cri-o, conmon, cni-plugins, cri-tools"),
+    ("missing key", edit('pause_image = "k8s.gcr.io/pause:3.2"   # the 1.18 default\n', ""),
+     "missing key 'config.pause_image'", "every recipe needs it"),
+    ("misspelt component", edit("[components.conmon]", "[components.conmonx]"),
+     "unknown key 'components.conmonx'", "Perhaps you meant 'conmon'?"),
+    ("short commit", edit('commit = "55664592f4d928197b59336edb7a83ffb30ff6fe"', 'commit = "55664592"'),
+     "key 'components.cri-o.commit' is not a full commit id: '55664592'", "40-hex"),
+    ("upper-case sha256", edit("4d964166a189c22032521c63935437c304bb7f01673b196898cff525897a1c27", "4D964166A189C22032521C63935437C304BB7F01673B196898CFF525897A1C27"),
+     "key 'go.sha256.arm64' is not a sha256", "64 lower-case hex"),
+    ("unknown architecture in sha256", edit("arm64 = \"4d96", "aarch64 = \"4d96"),
+     "unknown architecture 'go.sha256.aarch64'", "use one of: arm64, amd64"),
+    ("unknown target architecture", edit('arch = "arm64"', 'arch = "armhf"'),
+     "unknown architecture 'target.arch' = 'armhf'", "use one of: arm64, amd64"),
+    ("go version that does not parse", edit('version = "1.14.15"', 'version = "go1.14.15"'),
+     "key 'go.version' = 'go1.14.15' is not a Go version", 'write it like "1.14.15"'),
+    ("wrong type", edit("schema = 1", 'schema = "1"'), "key 'schema' must be a int, not str", "TOML integer"),
+    ("bad cgroup manager", edit('cgroup_manager = "systemd"', 'cgroup_manager = "systemdd"'),
+     "key 'config.cgroup_manager' = 'systemdd' is not allowed", "Perhaps you meant 'systemd'?"),
+    ("neither tag nor branch", edit('tag = "v2.0.19"\n', ""), "missing key 'components.conmon.tag' (or 'components.conmon.branch')", "release tag or branch"),
+    ("not TOML", "schema = = 1\n", "not valid TOML", "fix the TOML syntax"),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("case", "text", "error", "hint"), BAD_RECIPES, ids=[c[0] for c in BAD_RECIPES])
+def test_bad_recipe_gets_one_clear_error(tmp_path: Path, case: str, text: str, error: str, hint: str) -> None:
+    path = tmp_path / "crio-1.18.toml"
+    path.write_text(text)
+    with pytest.raises(RecipeError) as info:
+        load_recipe(path)
+    message = str(info.value)
+    assert message.startswith(f"{path}: "), message
+    assert error in message
+    assert hint in message
+
+
+def test_shipped_recipes_load_with_their_pins() -> None:
+    recipes = {r.name: r for r in load_all(REPO / "recipes")}
+    assert {"crio-1.18", "crio-1.20"} <= set(recipes)
+    r118 = recipes["crio-1.18"]
+    assert r118.crio.tag == "v1.18.6" and r118.crio.branch == "release-1.18"
+    assert r118.crio.commit == "55664592f4d928197b59336edb7a83ffb30ff6fe"
+    assert r118.go.version == "1.14.15"
+    assert r118.go.tarball(Arch.arm64) == "go1.14.15.linux-arm64.tar.gz"
+    assert r118.target.arch is Arch.arm64
+    assert [c.version for c in r118.components.values()] == ["1.18.6", "2.0.19", "0.8.5", "1.18.0"]
+    assert recipes["crio-1.20"].crio.version == "1.20.9"
+
+
+def test_recipes_sort_by_version(tmp_path: Path) -> None:
+    for minor in ("1.9", "1.20", "1.18"):
+        (tmp_path / f"crio-{minor}.toml").write_text(GOOD)
+    assert [r.name for r in load_all(tmp_path)] == ["crio-1.9", "crio-1.18", "crio-1.20"]
+
+
+def doit(*args: str, env_extra: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    import os
+
+    env = os.environ | (env_extra or {})
+    return subprocess.run([sys.executable, "-m", "doit", *args], cwd=REPO, capture_output=True, text=True, env=env)
+
+
+def test_doit_list_shows_one_build_per_recipe() -> None:
+    result = doit("list")
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    for name in ("build:crio-1.18", "build:crio-1.20"):
+        assert any(line.split()[0] == name for line in lines if line.strip()), result.stdout
+
+
+def test_doit_list_shows_a_bad_recipe_error_without_traceback(tmp_path: Path) -> None:
+    (tmp_path / "crio-1.18.toml").write_text(edit('version = "1.14.15"', 'verison = "1.14.15"'))
+    result = doit("list", env_extra={"CRIOBUILD_RECIPES": str(tmp_path)})
+    assert result.returncode != 0
+    assert f"{tmp_path / 'crio-1.18.toml'}: unknown key 'go.verison'. Perhaps you meant 'version'?" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_plain_doit_builds_nothing() -> None:
+    result = doit()
+    assert result.returncode == 0, result.stderr
+    assert "doit build:crio-1.18" in result.stdout
+    assert "compile:" not in result.stdout and "+ make" not in result.stdout
