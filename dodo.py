@@ -3,7 +3,7 @@ import sys
 
 from builders import tasks
 from builders.errors import BuildError
-from builders.recipe import load_all
+from builders.recipe import COMPONENTS, load_all
 from builders.settings import load_settings
 
 try:
@@ -18,3 +18,29 @@ DOIT_CONFIG = {"default_tasks": ["about"], "verbosity": 2}
 def task_about():
     """Say what this tool builds and how (the default task: never a build)."""
     return tasks.about(RECIPES, SETTINGS)
+
+
+def task_go():
+    """Download, verify and unpack each pinned Go toolchain into the cache."""
+    from builders.go_toolchain import go_task
+    from builders.modes import resolve_mode
+
+    wanted = {}
+    for r in RECIPES:
+        arch = resolve_mode(SETTINGS.mode, r.target.arch).toolchain_arch(r.target.arch)
+        wanted[(r.go.version, arch)] = r.go
+    for (_, arch), go in sorted(wanted.items()):
+        yield go_task(go, arch, SETTINGS)
+
+
+def task_compile():
+    """Build one component of a recipe in an arm64 container into its staging tree."""
+    for recipe in RECIPES:
+        for component in COMPONENTS:
+            yield tasks.compile_task(recipe, component, SETTINGS)
+
+
+def task_build():
+    """Build every artifact of a recipe: `doit build:crio-1.18`."""
+    for recipe in RECIPES:
+        yield tasks.build_task(recipe, SETTINGS)
