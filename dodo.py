@@ -44,3 +44,21 @@ def task_build():
     """Build every artifact of a recipe: `doit build:crio-1.18`."""
     for recipe in RECIPES:
         yield tasks.build_task(recipe, SETTINGS)
+
+
+def task_check():
+    """Checks before installing: `doit check:kernel [--config PATH] [--crio-version X.Y.Z|crio-1.18] [--json]`."""
+    from builders import kernel_report
+
+    yield {
+        "name": "kernel",
+        "doc": "can this kernel run CRI-O? (hugetlb first; exit 0 ready, 1 missing, 2 unreadable)",
+        "actions": [(kernel_report.check_kernel_task, [], {"recipes": RECIPES})],
+        "params": [
+            {"name": "config", "long": "config", "default": "", "help": "kernel config from the target (plain or .gz); default: this machine"},
+            {"name": "crio_version", "long": "crio-version", "default": "", "help": "CRI-O release or recipe name; default: newest recipe"},
+            {"name": "json_output", "long": "json", "type": bool, "default": False, "help": "print JSON"},
+        ],
+        "uptodate": [False],
+        "verbosity": 2,
+    }

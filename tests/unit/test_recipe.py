@@ -27,7 +27,7 @@ BAD_RECIPES = [
      "unknown key 'go.verison'", "Perhaps you meant 'version'?"),
     ("unknown top-level table", GOOD + '\n[packge]\nrevision = "2"\n', "unknown key 'packge'", "Perhaps you meant 'package'?"),
     ("unknown component", GOOD + '\n[components.crun]\nrepo = "x"\ncommit = "' + "a" * 40 + '"\n',
-     "unknown key 'components.crun'", "allowed here: cri-o, conmon, cni-plugins, cri-tools"),
+     "unknown key 'components.crun'", "allowed in this table: cri-o, conmon, cni-plugins, cri-tools"),
     ("missing key", edit('pause_image = "k8s.gcr.io/pause:3.2"   # the 1.18 default\n', ""),
      "missing key 'config.pause_image'", "every recipe needs it"),
     ("misspelt component", edit("[components.conmon]", "[components.conmonx]"),
