@@ -67,7 +67,7 @@ def bootstrap_base(target: Target, name: str) -> None:
          target.suite, "-", target.mirror],
         stdout=subprocess.PIPE,
     )  # fmt: skip
-    imported = subprocess.run(["docker", "import", "-", name], stdin=strap.stdout, capture_output=True, text=True)
+    imported = subprocess.run(["docker", "import", f"--platform={target.arch.to_oci()}", "-", name], stdin=strap.stdout, capture_output=True, text=True)
     strap.stdout.close()  # type: ignore[union-attr]
     if strap.wait() != 0 or imported.returncode != 0:
         subprocess.run(["docker", "rmi", "-f", name], capture_output=True)

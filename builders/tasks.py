@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import functools
-import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -23,7 +22,6 @@ def as_action(func: Callable[..., Any]) -> Callable[..., Any]:
         try:
             result = func(*args, **kwargs)
         except BuildError as e:
-            print(f"error: {e}", file=sys.stderr)
             return TaskFailed(str(e))
         except KeyboardInterrupt:
             return TaskFailed("interrupted")
