@@ -1,0 +1,690 @@
+"""Sources: one cached clone per upstream, each build from a clean checkout of exactly the pinned commit.
+
+Every git operation goes through the git CLI (GitPython's `Git.execute`), so the user's git
+configuration applies: `url.<mirror>.insteadOf <upstream>` redirects clones to a mirror or a
+`file://` copy without any code here knowing about it.
+
+Cache layout (shared by every recipe): `<CRIOBUILD_CACHE>/clones/<host_path>-<hash>.git` is a bare,
+usually shallow repository whose `origin` is the upstream URL. Tags are fetched to `refs/tags/<tag>`,
+branches to `refs/remotes/origin/<branch>`. A `<clone>.lock` file next to it serialises writers.
+"""
+from __future__ import annotations
+
+import contextlib
+import difflib
+import fcntl
+import hashlib
+import os
+import re
+import shutil
+import tempfile
+import time
+from collections.abc import Iterator
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import git
+from doit.tools import config_changed
+from packaging.version import InvalidVersion, Version
+from rich.console import Console
+
+from .errors import RecipeError, SourceError
+from .recipe import Component, Recipe, load_recipe
+from .settings import Settings
+from .tasks import as_action
+
+console = Console(stderr=True, highlight=False)
+
+# Fetch depths: a first shallow fetch, then deepen steps until the pin is proven on its branch.
+FIRST_DEPTH = 50
+DEEPEN_STEPS = ("--deepen=500", "--deepen=5000", "--unshallow")
+# Words in git's stderr that mean the local object store, not the network, is at fault.
+CORRUPTION_MARKERS = (
+    "corrupt", "inflate", "unable to unpack", "bad object", "missing blob", "missing tree",
+    "missing commit", "broken link", "not a git repository", "unable to read", "invalid object",
+    "did not send all necessary objects", "loose object", "packfile", "index-pack failed",
+)
+GIT_ENV = {"GIT_TERMINAL_PROMPT": "0"}
+PARTIAL_SUFFIX = ".partial"
+STALE_PARTIAL_SECONDS = 3600
+
+
+class CacheDamaged(Exception):
+    """The cached clone cannot be trusted; it is fetched again (internal, never shown to users)."""
+
+
+def say(message: str) -> None:
+    console.print(message, markup=False, soft_wrap=True)
+
+
+def short(commit: str) -> str:
+    return commit[:7]
+
+
+# --------------------------------------------------------------------------- git plumbing
+
+
+def run_git(*args: str, git_dir: Path | None = None, cwd: Path | None = None) -> tuple[int, str, str]:
+    """Run git; return (status, stdout, stderr). Never prompts for credentials."""
+    command = ["git"]
+    if git_dir is not None:
+        command.append(f"--git-dir={git_dir}")
+    command += list(args)
+    status, out, err = git.Git(str(cwd) if cwd else None).execute(
+        command, with_extended_output=True, with_exceptions=False, env=GIT_ENV,
+        strip_newline_in_stdout=True,
+    )
+    return status, out, err
+
+
+def git_ok(*args: str, git_dir: Path | None = None, cwd: Path | None = None) -> str:
+    """Run git, raising git.GitCommandError on failure; return stripped stdout."""
+    status, out, err = run_git(*args, git_dir=git_dir, cwd=cwd)
+    if status != 0:
+        raise git.GitCommandError(["git", *args], status, err)
+    return out.strip()
+
+
+def looks_corrupt(stderr: str) -> bool:
+    text = stderr.lower()
+    return any(marker in text for marker in CORRUPTION_MARKERS)
+
+
+def last_line(stderr: str) -> str:
+    lines = [ln.strip() for ln in stderr.strip().splitlines() if ln.strip()]
+    fatal = [ln for ln in lines if ln.startswith(("fatal:", "error:"))]
+    return (fatal or lines or ["git gave no reason"])[-1]
+
+
+def remote_refs(component: Component, git_dir: Path | None = None) -> dict[str, str]:
+    """Branches and tags of the upstream (tags peeled to commits): ref name -> commit.
+
+    Uses the cache's `origin` when git_dir is given, else the URL itself; either way insteadOf applies.
+    """
+    where = "origin" if git_dir is not None else component.repo
+    status, out, err = run_git("ls-remote", "--heads", "--tags", where, git_dir=git_dir)
+    if status != 0:
+        raise unreachable(component, err)
+    refs: dict[str, str] = {}
+    for line in out.splitlines():
+        sha, _, ref = line.partition("\t")
+        if ref.endswith("^{}"):
+            refs[ref[:-3]] = sha  # the peeled commit wins over the tag object
+        else:
+            refs.setdefault(ref, sha)
+    return refs
+
+
+def unreachable(component: Component, stderr: str) -> SourceError:
+    return SourceError(
+        f"fetching {component.name} failed because {component.repo} is unreachable: {last_line(stderr)}",
+        hint=(
+            "check the network, or point git at a mirror or a local copy: "
+            f"git config --global url.<mirror-url>.insteadOf {component.repo}"
+        ),
+    )
+
+
+# --------------------------------------------------------------------------- cache
+
+
+def clone_dir(component: Component, settings: Settings) -> Path:
+    """The cached clone of component's upstream, keyed by repo URL and shared by every recipe."""
+    url = component.repo.rstrip("/")
+    stem = re.sub(r"^[A-Za-z][A-Za-z0-9+.-]*://", "", url)
+    stem = re.sub(r"^[^@/]*@", "", stem).removesuffix(".git")
+    slug = re.sub(r"[^A-Za-z0-9._-]+", "_", stem).strip("._-")[-80:] or "repo"
+    digest = hashlib.sha256(url.encode()).hexdigest()[:8]
+    return settings.clones / f"{slug}-{digest}.git"
+
+
+@contextlib.contextmanager
+def locked(path: Path, *, shared: bool = False) -> Iterator[None]:
+    """Hold `<path>.lock` (flock): exclusive for writers, shared for readers; works across threads too."""
+    lock = path.with_name(path.name + ".lock")
+    try:
+        lock.parent.mkdir(parents=True, exist_ok=True)
+        handle = open(lock, "a+")
+    except OSError as e:
+        raise SourceError(
+            f"creating the source cache {path.parent} failed because {e.strerror or e}",
+            hint="set CRIOBUILD_CACHE to a writable directory",
+        ) from None
+    with handle:
+        fcntl.flock(handle.fileno(), fcntl.LOCK_SH if shared else fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
+
+
+def damage(path: Path, component: Component) -> str | None:
+    """Why the cached clone at path cannot be trusted, or None (healthy, or simply absent)."""
+    if not path.exists() and not path.is_symlink():
+        return None
+    if not path.is_dir():
+        return "it is not a directory"
+    status, out, _ = run_git("rev-parse", "--is-bare-repository", git_dir=path)
+    if status != 0 or out.strip() != "true":
+        return "it is not a git repository"
+    status, url, _ = run_git("config", "--get", "remote.origin.url", git_dir=path)
+    if status != 0 or url.strip() != component.repo:
+        return f"its remote is {url.strip() or 'unset'}, not {component.repo}"
+    status, kind, err = run_git("cat-file", "-t", component.commit, git_dir=path)
+    if status != 0:
+        return f"git cannot read commit {short(component.commit)}: {last_line(err)}" if looks_corrupt(err) else None
+    if kind.strip() != "commit":
+        return f"object {short(component.commit)} is a {kind.strip()}, not a commit"
+    status, _, err = run_git("fsck", "--connectivity-only", "--no-dangling", "--no-progress", component.commit, git_dir=path)
+    if status != 0:
+        return f"git fsck failed on {short(component.commit)}: {last_line(err)}"
+    return None
+
+
+def new_bare_clone(path: Path, component: Component) -> Path:
+    """An empty bare repository with origin = the upstream, in a temporary directory next to path."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    clean_stale_partials(path)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=PARTIAL_SUFFIX, dir=path.parent))
+    try:
+        git_ok("init", "--quiet", "--bare", str(tmp))
+        git_ok("config", "remote.origin.url", component.repo, git_dir=tmp)
+        # checkout() fetches the pinned commit by id from this clone.
+        git_ok("config", "uploadpack.allowAnySHA1InWant", "true", git_dir=tmp)
+        git_ok("config", "gc.auto", "0", git_dir=tmp)
+    except git.GitCommandError as e:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise SourceError(f"creating a clone of {component.repo} in {path.parent} failed because {last_line(str(e.stderr))}") from None
+    return tmp
+
+
+def swap_into_place(tmp: Path, path: Path) -> None:
+    """Rename tmp to path, replacing whatever was there (which is deleted afterwards)."""
+    trash = None
+    if path.exists() or path.is_symlink():
+        trash = path.with_name(f".{path.name}.old-{os.getpid()}-{time.monotonic_ns()}{PARTIAL_SUFFIX}")
+        os.rename(path, trash)
+    os.rename(tmp, path)
+    if trash is not None:
+        if trash.is_dir() and not trash.is_symlink():
+            shutil.rmtree(trash, ignore_errors=True)
+        else:
+            trash.unlink(missing_ok=True)
+
+
+def clean_stale_partials(path: Path) -> None:
+    """Remove leftovers of interrupted clones or checkouts (older than an hour) next to path."""
+    now = time.time()
+    for leftover in path.parent.glob(f".{path.name}.*{PARTIAL_SUFFIX}"):
+        try:
+            if now - leftover.stat().st_mtime > STALE_PARTIAL_SECONDS:
+                shutil.rmtree(leftover, ignore_errors=True)
+        except OSError:
+            pass
+
+
+# --------------------------------------------------------------------------- pins
+
+
+def local_commit(git_dir: Path, ref: str) -> str | None:
+    status, out, _ = run_git("rev-parse", "--quiet", "--verify", f"{ref}^{{commit}}", git_dir=git_dir)
+    return out.strip() if status == 0 else None
+
+
+def has_commit(git_dir: Path, commit: str) -> bool:
+    status, out, _ = run_git("cat-file", "-t", commit, git_dir=git_dir)
+    return status == 0 and out.strip() == "commit"
+
+
+def branch_ref(branch: str) -> str:
+    return f"refs/remotes/origin/{branch}"
+
+
+def on_branch(git_dir: Path, commit: str, branch: str) -> bool:
+    tip = local_commit(git_dir, branch_ref(branch))
+    if tip is None or not has_commit(git_dir, commit):
+        return False
+    status, _, err = run_git("merge-base", "--is-ancestor", commit, tip, git_dir=git_dir)
+    if status not in (0, 1) and looks_corrupt(err):
+        raise CacheDamaged(last_line(err))
+    return status == 0
+
+
+def pinned_locally(git_dir: Path, component: Component) -> bool:
+    """True if the cache already proves the pin: no network needed."""
+    if not has_commit(git_dir, component.commit):
+        return False
+    if component.tag and local_commit(git_dir, f"refs/tags/{component.tag}") != component.commit:
+        return False
+    if component.branch and not on_branch(git_dir, component.commit, component.branch):
+        return False
+    return True
+
+
+def is_shallow(git_dir: Path) -> bool:
+    return (git_dir / "shallow").is_file()
+
+
+def is_empty(git_dir: Path) -> bool:
+    status, out, _ = run_git("for-each-ref", "--count=1", git_dir=git_dir)
+    return status == 0 and not out.strip()
+
+
+def fetch(git_dir: Path, component: Component, *args: str) -> None:
+    status, _, err = run_git("fetch", "--quiet", "--no-tags", "--no-write-fetch-head", *args, git_dir=git_dir)
+    if status != 0:
+        if looks_corrupt(err) and "does not appear to be a git repository" not in err:
+            raise CacheDamaged(last_line(err))
+        raise unreachable(component, err)
+
+
+def list_refs(refs: dict[str, str], prefix: str, wanted: str, limit: int = 8) -> str:
+    names = [r.removeprefix(prefix) for r in refs if r.startswith(prefix)]
+    if not names:
+        return "none"
+
+    def newest_first(name: str) -> tuple[int, Any]:
+        try:
+            return (0, Version(name.lstrip("v")))
+        except InvalidVersion:
+            return (1, name)
+
+    try:
+        ordered = sorted(names, key=newest_first, reverse=True)
+    except TypeError:
+        ordered = sorted(names, reverse=True)
+    close = difflib.get_close_matches(wanted, names, n=3, cutoff=0.6)
+    shown = close + [n for n in ordered if n not in close]
+    more = len(names) - limit
+    return ", ".join(shown[:limit]) + (f" (and {more} more)" if more > 0 else "")
+
+
+def check_remote_refs(component: Component, refs: dict[str, str]) -> None:
+    """Fail before fetching anything if the recipe names a ref the upstream lacks, or a tag elsewhere."""
+    key = f"components.{component.name}"
+    if component.tag:
+        actual = refs.get(f"refs/tags/{component.tag}")
+        if actual is None:
+            raise SourceError(
+                f"fetching {component.name} from {component.repo} failed because it has no tag {component.tag!r}",
+                hint=f"tags it has: {list_refs(refs, 'refs/tags/', component.tag)}; fix {key}.tag",
+            )
+        if actual != component.commit:
+            raise tag_mismatch(component, actual)
+    if component.branch and f"refs/heads/{component.branch}" not in refs:
+        raise SourceError(
+            f"fetching {component.name} from {component.repo} failed because it has no branch {component.branch!r}",
+            hint=f"branches it has: {list_refs(refs, 'refs/heads/', component.branch)}; fix {key}.branch",
+        )
+
+
+def tag_mismatch(component: Component, actual: str) -> SourceError:
+    return SourceError(
+        f"checking {component.name}'s pin failed because tag {component.tag} of {component.repo} "
+        f"points at {actual}, not the pinned commit {component.commit}",
+        hint=f"pin the tag's commit (components.{component.name}.commit = \"{actual}\") or the tag of {short(component.commit)}",
+    )
+
+
+def not_on_branch(component: Component, git_dir: Path) -> SourceError:
+    tip = local_commit(git_dir, branch_ref(component.branch or ""))
+    what = f"tag {component.tag} (commit {component.commit})" if component.tag else f"commit {component.commit}"
+    return SourceError(
+        f"checking {component.name}'s pin failed because {what} is not on branch {component.branch} of {component.repo}",
+        hint=(
+            f"pin a commit of {component.branch}" + (f" (its tip is {tip})" if tip else "")
+            + f", or fix components.{component.name}.branch"
+        ),
+    )
+
+
+def fetch_pin(git_dir: Path, component: Component) -> None:
+    """Fetch the tag and/or branch (shallow where possible), deepening until the pin is proven."""
+    refs = remote_refs(component, git_dir)
+    check_remote_refs(component, refs)
+    refspecs = []
+    if component.tag:
+        refspecs.append(f"+refs/tags/{component.tag}:refs/tags/{component.tag}")
+    if component.branch:
+        refspecs.append(f"+refs/heads/{component.branch}:{branch_ref(component.branch)}")
+    depth: list[str] = []
+    if is_empty(git_dir) or is_shallow(git_dir):
+        tip = refs.get(f"refs/heads/{component.branch}") if component.branch else None
+        depth = ["--depth=1"] if component.branch is None or tip == component.commit else [f"--depth={FIRST_DEPTH}"]
+    fetch(git_dir, component, *depth, "origin", *refspecs)
+    if component.branch:
+        steps = list(DEEPEN_STEPS)
+        while not on_branch(git_dir, component.commit, component.branch) and is_shallow(git_dir) and steps:
+            fetch(git_dir, component, steps.pop(0), "origin", refspecs[-1])
+    verify_pin(git_dir, component)
+
+
+def verify_pin(git_dir: Path, component: Component) -> None:
+    if component.tag:
+        actual = local_commit(git_dir, f"refs/tags/{component.tag}")
+        if actual != component.commit:
+            raise tag_mismatch(component, actual or "nothing")
+    if component.branch and not on_branch(git_dir, component.commit, component.branch):
+        raise not_on_branch(component, git_dir)
+    if not has_commit(git_dir, component.commit):  # pragma: no cover - tag or branch always brings it
+        raise SourceError(f"fetching {component.name} from {component.repo} failed because commit {component.commit} never arrived")
+
+
+def report_branch_move(git_dir: Path, component: Component) -> None:
+    if not component.branch:
+        return
+    tip = local_commit(git_dir, branch_ref(component.branch))
+    if tip is None or tip == component.commit:
+        return
+    status, count, _ = run_git("rev-list", "--count", f"{component.commit}..{tip}", git_dir=git_dir)
+    n = int(count) if status == 0 and count.strip().isdigit() else 0
+    pin = f"{component.tag} ({short(component.commit)})" if component.tag else f"({short(component.commit)})"
+    commits = "commit" if n == 1 else "commits"
+    say(f"{component.name}: {component.branch} has moved {n} {commits} past the pin {pin}; building the pin")
+
+
+def ensure_pinned(component: Component, settings: Settings, *, report: bool = True) -> Path:
+    """Make the cached clone hold the pinned commit (network only if it does not yet); return its path."""
+    path = clone_dir(component, settings)
+    with locked(path):
+        problem = damage(path, component)
+        if problem:
+            say(f"{component.name}: the cached clone {path} is damaged ({problem}); fetching it again")
+        elif path.exists():
+            try:
+                if pinned_locally(path, component):
+                    if report:
+                        report_branch_move(path, component)
+                    return path
+                fetch_pin(path, component)
+                if report:
+                    report_branch_move(path, component)
+                return path
+            except CacheDamaged as e:
+                say(f"{component.name}: the cached clone {path} is damaged ({e}); fetching it again")
+        tmp = new_bare_clone(path, component)
+        try:
+            fetch_pin(tmp, component)
+        except SourceError:
+            # A wrong pin still leaves a good clone worth keeping; an unreachable remote leaves nothing.
+            if is_empty(tmp):
+                shutil.rmtree(tmp, ignore_errors=True)
+            else:
+                swap_into_place(tmp, path)
+            raise
+        except CacheDamaged as e:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise SourceError(
+                f"fetching {component.name} from {component.repo} failed because the objects it sent are broken: {e}",
+                hint="check the upstream or mirror repository with `git fsck`",
+            ) from None
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+        swap_into_place(tmp, path)
+        if report:
+            report_branch_move(path, component)
+        return path
+
+
+def fetch_source(component: Component, settings: Settings) -> None:
+    """Ensure the cached clone has the pinned commit on its tag/branch; touch no network if it already does."""
+    ensure_pinned(component, settings, report=True)
+
+
+# --------------------------------------------------------------------------- checkout
+
+
+def checkout(component: Component, settings: Settings, dest: Path) -> Path:
+    """A fresh, clean work tree of exactly the pinned commit at dest, with its own .git; returns dest."""
+    dest = Path(dest).absolute()
+    ensure_pinned(component, settings, report=False)
+    try:
+        materialize(component, settings, dest)
+    except CacheDamaged as e:
+        path = clone_dir(component, settings)
+        say(f"{component.name}: the cached clone {path} is damaged ({e}); fetching it again")
+        with locked(path):
+            trash = path.with_name(f".{path.name}.damaged-{os.getpid()}-{time.monotonic_ns()}{PARTIAL_SUFFIX}")
+            if path.exists():
+                os.rename(path, trash)
+                shutil.rmtree(trash, ignore_errors=True)
+        ensure_pinned(component, settings, report=False)
+        materialize(component, settings, dest)
+    return dest
+
+
+def materialize(component: Component, settings: Settings, dest: Path) -> None:
+    cache = clone_dir(component, settings)
+    try:
+        dest.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise SourceError(f"checking out {component.name} to {dest} failed because {e.strerror or e}") from None
+    clean_stale_partials(dest)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{dest.name}.", suffix=PARTIAL_SUFFIX, dir=dest.parent))
+    try:
+        git_ok("init", "--quiet", str(tmp))
+        wants = [component.commit]
+        if component.tag:
+            wants.append(f"+refs/tags/{component.tag}:refs/tags/{component.tag}")
+        with locked(cache, shared=True):
+            status, _, err = run_git(
+                "fetch", "--quiet", "--no-tags", "--depth=1", cache.as_uri(), *wants, cwd=tmp,
+            )
+        if status != 0:
+            if looks_corrupt(err):
+                raise CacheDamaged(last_line(err))
+            raise SourceError(f"checking out {component.name} {short(component.commit)} to {dest} failed because {last_line(err)}")
+        status, _, err = run_git("-c", "advice.detachedHead=false", "checkout", "--quiet", "--detach", component.commit, cwd=tmp)
+        if status != 0:
+            if looks_corrupt(err):
+                raise CacheDamaged(last_line(err))
+            raise SourceError(f"checking out {component.name} {short(component.commit)} to {dest} failed because {last_line(err)}")
+        git_ok("remote", "add", "origin", component.repo, cwd=tmp)
+        (tmp / ".git" / "FETCH_HEAD").unlink(missing_ok=True)
+        head = git_ok("rev-parse", "HEAD", cwd=tmp)
+        dirty = git_ok("status", "--porcelain", cwd=tmp)
+        if head != component.commit or dirty:
+            raise SourceError(
+                f"checking out {component.name} to {dest} failed because the tree is not a clean copy of "
+                f"{component.commit} (HEAD {head}; changes: {dirty.splitlines()[:3]})",
+                hint="check the git configuration for core.autocrlf or filters that rewrite files",
+            )
+        swap_into_place(tmp, dest)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+
+
+# --------------------------------------------------------------------------- doit tasks
+
+
+def stamp_path(recipe: Recipe, component_name: str, settings: Settings) -> Path:
+    return settings.artifacts / recipe.name / ".stamps" / f"source-{component_name}"
+
+
+def stamp_text(component: Component) -> str:
+    return f"repo {component.repo}\nref {component.ref}\ncommit {component.commit}\n"
+
+
+def write_atomically(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w") as handle:
+            handle.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def source_task(recipe: Recipe, component_name: str, settings: Settings) -> dict[str, Any]:
+    """doit task `source:<recipe>:<component>`: the pinned commit is in the cache (stamp = repo + pin)."""
+    component = recipe.components[component_name]
+    stamp = stamp_path(recipe, component_name, settings)
+
+    def fetch_and_stamp() -> None:
+        fetch_source(component, settings)
+        write_atomically(stamp, stamp_text(component))
+
+    return {
+        "name": f"{recipe.name}:{component_name}",
+        "doc": f"fetch {component_name} {component.ref} ({short(component.commit)}) into the source cache",
+        "actions": [as_action(fetch_and_stamp)],
+        "targets": [str(stamp)],
+        "uptodate": [config_changed(repr(component))],
+        "verbosity": 2,
+    }
+
+
+# --------------------------------------------------------------------------- pin updates
+
+PATCH_TAG_RE = re.compile(r"^v(\d+)\.(\d+)\.(\d+)$")
+
+
+def newest_patch_tag(tags: list[str], minor: str) -> str | None:
+    """The newest vX.Y.Z tag of minor "X.Y" (release candidates and other suffixes ignored)."""
+    candidates = [t for t in tags if (m := PATCH_TAG_RE.match(t)) and f"{m[1]}.{m[2]}" == minor]
+    return max(candidates, key=lambda t: Version(t[1:]), default=None)
+
+
+def release_minor(component: Component) -> str:
+    for text, pattern in ((component.branch, r"^release-(\d+\.\d+)$"), (component.tag, r"^v(\d+\.\d+)\.")):
+        if text and (m := re.match(pattern, text)):
+            return m[1]
+    raise SourceError(
+        f"updating {component.name}'s pin failed because neither branch {component.branch!r} nor tag "
+        f"{component.tag!r} names a release (release-X.Y or vX.Y.Z)",
+        hint=f"set components.{component.name}.branch = \"release-X.Y\"",
+    )
+
+
+TABLE_RE = re.compile(r"^\s*\[\s*([^\[\]]+?)\s*\]\s*(#.*)?$")
+
+
+def table_name(header: str) -> str | None:
+    m = TABLE_RE.match(header)
+    if not m:
+        return None
+    return ".".join(part.strip().strip('"').strip("'") for part in m[1].split("."))
+
+
+def rewrite_table(text: str, table: str, updates: dict[str, str], path: Path) -> str:
+    """Set string keys inside [table], touching only their values; comments and layout stay."""
+    lines = text.splitlines(keepends=True)
+    start = next((i for i, ln in enumerate(lines) if table_name(ln) == table), None)
+    if start is None:
+        raise RecipeError(f"{path}: updating pins failed because there is no [{table}] table", hint="edit the recipe by hand")
+    end = next((i for i in range(start + 1, len(lines)) if lines[i].lstrip().startswith("[")), len(lines))
+    for key, value in updates.items():
+        pattern = re.compile(rf"^(\s*{re.escape(key)}\s*=\s*)([\"'])([^\"']*)\2(.*)$", re.DOTALL)
+        for i in range(start + 1, end):
+            m = pattern.match(lines[i])
+            if m:
+                lines[i] = f'{m[1]}"{value}"{m[4]}'
+                break
+        else:
+            anchor = next((i for i in range(start + 1, end) if re.match(r"^\s*commit\s*=", lines[i])), start + 1)
+            lines.insert(anchor, f'{key} = "{value}"\n')
+            end += 1
+    return "".join(lines)
+
+
+def update_pins(recipe_path: Path, settings: Settings) -> list[str]:
+    """Pin cri-o to the newest patch tag of its release branch, branch-following companions to their tips.
+
+    Rewrites just those lines of the recipe (atomically) and returns what changed, one line each.
+    """
+    recipe_path = Path(recipe_path)
+    recipe = load_recipe(recipe_path)
+    text = recipe_path.read_text()
+    changes: list[str] = []
+
+    crio = recipe.crio
+    minor = release_minor(crio)
+    refs = remote_refs(crio)
+    tags = [r.removeprefix("refs/tags/") for r in refs if r.startswith("refs/tags/")]
+    newest = newest_patch_tag(tags, minor)
+    if newest is None:
+        raise SourceError(
+            f"updating cri-o's pin failed because {crio.repo} has no v{minor}.Z tag",
+            hint=f"tags it has: {list_refs(refs, 'refs/tags/', 'v' + minor)}",
+        )
+    new_crio = replace(crio, tag=newest, commit=refs[f"refs/tags/{newest}"], version=newest[1:])
+    ensure_pinned(new_crio, settings, report=True)  # proves the tag is on the release branch
+    if (new_crio.tag, new_crio.commit) != (crio.tag, crio.commit):
+        updates = {"tag": new_crio.tag, "commit": new_crio.commit}
+        if crio.version != new_crio.version and crio.version == (crio.tag or "").removeprefix("v"):
+            if re.search(r"^\s*version\s*=", section_text(text, "components.cri-o"), re.MULTILINE):
+                updates["version"] = new_crio.version
+        text = rewrite_table(text, "components.cri-o", updates, recipe_path)
+        old = f"{crio.tag} ({short(crio.commit)})" if crio.tag else f"{crio.branch} ({short(crio.commit)})"
+        changes.append(f"cri-o: {old} -> {new_crio.tag} ({short(new_crio.commit)})")
+
+    for name, component in recipe.components.items():
+        if name == "cri-o" or component.tag or not component.branch:
+            continue
+        tip = remote_refs(component).get(f"refs/heads/{component.branch}")
+        if tip is None:
+            check_remote_refs(component, {})  # raises: no such branch
+        assert tip is not None
+        if tip != component.commit:
+            ensure_pinned(replace(component, commit=tip), settings, report=False)
+            text = rewrite_table(text, f"components.{name}", {"commit": tip}, recipe_path)
+            changes.append(f"{name}: {component.branch} ({short(component.commit)}) -> {component.branch} ({short(tip)})")
+
+    if changes:
+        write_recipe(recipe_path, text)
+    return changes
+
+
+def section_text(text: str, table: str) -> str:
+    lines = text.splitlines(keepends=True)
+    start = next((i for i, ln in enumerate(lines) if table_name(ln) == table), None)
+    if start is None:
+        return ""
+    end = next((i for i in range(start + 1, len(lines)) if lines[i].lstrip().startswith("[")), len(lines))
+    return "".join(lines[start:end])
+
+
+def write_recipe(recipe_path: Path, text: str) -> None:
+    """Validate the rewritten recipe, then replace the file atomically."""
+    fd, tmp = tempfile.mkstemp(prefix=f".{recipe_path.name}.", suffix=".tmp", dir=recipe_path.parent)
+    tmp_path = Path(tmp)
+    try:
+        with os.fdopen(fd, "w") as handle:
+            handle.write(text)
+        load_recipe(tmp_path)
+        os.chmod(tmp_path, recipe_path.stat().st_mode & 0o7777)
+        os.replace(tmp_path, recipe_path)
+    except BaseException:
+        tmp_path.unlink(missing_ok=True)
+        raise
+
+
+def pin_task(recipe: Recipe, settings: Settings) -> dict[str, Any]:
+    """doit task `pin:<recipe>`: move the recipe's pins to the newest patch release (a person reviews the diff)."""
+    def pin() -> None:
+        changes = update_pins(recipe.path, settings)
+        if not changes:
+            say(f"{recipe.name}: pins are already the newest; {recipe.path} unchanged")
+            return
+        for line in changes:
+            say(f"{recipe.name}: {line}")
+        say(f"review with: git diff {recipe.path}")
+
+    return {
+        "name": recipe.name,
+        "doc": f"update {recipe.path.name} to the newest cri-o patch tag (rewrites the recipe; review the diff)",
+        "actions": [as_action(pin)],
+        "uptodate": [False],
+        "verbosity": 2,
+    }
+
+
+__all__ = [
+    "checkout", "clone_dir", "fetch_source", "newest_patch_tag",
+    "pin_task", "source_task", "update_pins",
+]
