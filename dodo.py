@@ -33,11 +33,53 @@ def task_go():
         yield go_task(go, arch, SETTINGS)
 
 
+def task_source():
+    """Fetch each component's pinned commit into the shared clone cache."""
+    from builders import sources
+
+    for recipe in RECIPES:
+        for name in COMPONENTS:
+            yield sources.source_task(recipe, name, SETTINGS)
+
+
+def task_pin():
+    """Move a recipe to the newest cri-o patch tag (rewrites the recipe; review the diff)."""
+    from builders import sources
+
+    for recipe in RECIPES:
+        yield sources.pin_task(recipe, SETTINGS)
+
+
 def task_compile():
     """Build one component of a recipe in an arm64 container into its staging tree."""
     for recipe in RECIPES:
         for component in COMPONENTS:
             yield tasks.compile_task(recipe, component, SETTINGS)
+
+
+def task_deb():
+    """Package each component of a recipe as a .deb."""
+    from builders.deb import deb_task
+
+    for recipe in RECIPES:
+        for component in COMPONENTS:
+            yield deb_task(recipe, component, SETTINGS)
+
+
+def task_tarball():
+    """Make a recipe's release tarball (binaries, configs, units, install script)."""
+    from builders.tarball import tarball_task
+
+    for recipe in RECIPES:
+        yield tarball_task(recipe, SETTINGS)
+
+
+def task_sums():
+    """Write SHA256SUMS and manifest.json over a recipe's artifacts."""
+    from builders.tarball import sums_task
+
+    for recipe in RECIPES:
+        yield sums_task(recipe, SETTINGS)
 
 
 def task_build():

@@ -97,6 +97,11 @@ def ensure_builder_image(client: docker.DockerClient, target: Target, packages: 
     if image_exists(client, name):
         return name
     print(f"building {name} (apt-get install of {len(packages)} packages{emulated_note(target.arch)})", file=sys.stderr, flush=True)
+    build_image(client, dockerfile, name)
+    return name
+
+
+def build_image(client: docker.DockerClient, dockerfile: str, name: str) -> None:
     try:
         for line in client.api.build(fileobj=io.BytesIO(dockerfile.encode()), tag=name, rm=True, forcerm=True, decode=True):
             print(line.get("stream", ""), end="", flush=True)
@@ -104,10 +109,22 @@ def ensure_builder_image(client: docker.DockerClient, target: Target, packages: 
                 raise ContainerError(f"cannot build {name} because {line['error'].strip()}", hint="read the apt output above")
     except docker.errors.APIError as e:
         raise ContainerError(f"cannot build {name} because {e.explanation}") from None
-    return name
 
 
 def emulated_note(arch: Arch) -> str:
     from .arch import host_arch
 
     return ", under QEMU: a few minutes" if arch != host_arch() else ""
+
+
+def ensure_packaging_image(client: docker.DockerClient, builder: str) -> str:
+    """The builder image plus debhelper: the target's own dpkg-shlibdeps and dh_* tools make the .debs."""
+    dockerfile = (
+        f"# builder image id {client.images.get(builder).id}\n"
+        f"FROM {builder}\n"
+        "RUN apt-get update -q && apt-get install -y -q --no-install-recommends debhelper && rm -rf /var/lib/apt/lists/*\n"
+    )
+    name = f"criobuild/packaging:{builder.split(':', 1)[1]}-{hashlib.sha256(dockerfile.encode()).hexdigest()[:8]}"
+    if not image_exists(client, name):
+        build_image(client, dockerfile, name)
+    return name

@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 from doit.exceptions import TaskFailed
@@ -42,15 +41,11 @@ def about(recipes: list[Recipe], settings: Settings) -> dict[str, Any]:
     return {"actions": [show], "uptodate": [False], "verbosity": 2}
 
 
-def source_stamp(recipe: Recipe, component: str, settings: Settings) -> Path:
-    """Written by the source task; its content is the pin, so a new pin changes its md5."""
-    return settings.artifacts / recipe.name / ".stamps" / f"source-{component}"
-
-
 def compile_task(recipe: Recipe, component: str, settings: Settings) -> dict[str, Any]:
     from .build import build_component, staging_manifest
     from .go_toolchain import completion_marker
     from .modes import resolve_mode
+    from .sources import stamp_path
 
     mode = resolve_mode(settings.mode, recipe.target.arch)
     go_arch = mode.toolchain_arch(recipe.target.arch)
@@ -59,7 +54,7 @@ def compile_task(recipe: Recipe, component: str, settings: Settings) -> dict[str
         "name": f"{recipe.name}:{component}",
         "doc": f"build {component} {c.version} for {recipe.target.arch} in a {recipe.target.suite} container",
         "actions": [(as_action(build_component), [recipe, component, settings])],
-        "file_dep": [source_stamp(recipe, component, settings), completion_marker(recipe.go, go_arch, settings)],
+        "file_dep": [stamp_path(recipe, component, settings), completion_marker(recipe.go, go_arch, settings)],
         "targets": [staging_manifest(settings, recipe, component)],
         "uptodate": [config_changed({"recipe": recipe.fingerprint(component), "mode": mode.name, "packages": mode.packages(recipe)})],
         "verbosity": 2,
@@ -73,5 +68,5 @@ def build_task(recipe: Recipe, settings: Settings) -> dict[str, Any]:
         "name": recipe.name,
         "doc": f"CRI-O {recipe.crio.version} and companions for {recipe.target.distro} {recipe.target.suite} {recipe.target.arch}: .debs, tarball, SHA256SUMS",
         "actions": None,
-        "task_dep": [f"compile:{recipe.name}:{c}" for c in COMPONENTS],
+        "task_dep": [f"sums:{recipe.name}"],
     }

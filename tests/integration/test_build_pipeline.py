@@ -1,0 +1,116 @@
+"""The real pipeline on the fixture upstreams: `doit build:crio-1.18` in an emulated arm64 bookworm container."""
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+from builders.arch import Arch
+from builders.container import leftover_containers
+from builders.elf import E_MACHINE, elf_machine
+from tests.fixtures.pipeline import REPO, Pipeline, run_staged
+
+pytestmark = [pytest.mark.docker, pytest.mark.emulation, pytest.mark.slow]
+COMPONENTS = ("cri-o", "conmon", "cni-plugins", "cri-tools")
+
+
+def ran(output: str, task: str) -> bool:
+    return any(line.strip() == f".  {task}" for line in output.splitlines())
+
+
+def skipped_as_up_to_date(output: str, task: str) -> bool:
+    return any(line.strip() == f"-- {task}" for line in output.splitlines())
+
+
+def test_an_interrupted_build_leaves_no_container_and_no_partial_staging(pipeline: Pipeline, docker_engine) -> None:
+    log = (pipeline.root / "interrupted.log").open("w")
+    proc = subprocess.Popen(pipeline.doit_argv("compile:crio-1.18:conmon"), cwd=REPO, env=os.environ | pipeline.env, stdout=log, stderr=subprocess.STDOUT)
+    try:
+        wait_for(lambda: "+ make" in (pipeline.root / "interrupted.log").read_text(), proc, timeout=600)
+        assert leftover_containers(docker_engine), "the build should be running in a container"
+        proc.send_signal(signal.SIGINT)
+        proc.wait(timeout=120)
+    finally:
+        proc.kill()
+    assert proc.returncode != 0
+    assert leftover_containers(docker_engine) == []
+    staging = pipeline.artifacts / "staging"
+    assert not (staging / "conmon.json").exists()
+    assert not (staging / "conmon").exists()
+    assert list(staging.glob("*.partial")) == [] if staging.exists() else True
+
+
+def wait_for(condition, proc: subprocess.Popen, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert proc.poll() is None, "doit ended before the condition was met"
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.5)
+
+
+def test_build_stages_aarch64_binaries_of_every_component(pipeline: Pipeline, built) -> None:
+    staging = pipeline.artifacts / "staging"
+    expected = {
+        "cri-o": ["usr/bin/crio", "usr/bin/crio-status", "usr/bin/pinns"],
+        "conmon": ["usr/bin/conmon"],
+        "cni-plugins": ["usr/lib/cni/bridge", "usr/lib/cni/loopback", "usr/lib/cni/host-local", "usr/lib/cni/portmap"],
+        "cri-tools": ["usr/bin/crictl"],
+    }
+    for component, files in expected.items():
+        assert (staging / f"{component}.json").exists(), component
+        for f in files:
+            assert elf_machine(staging / component / f) == E_MACHINE[Arch.arm64], f
+    assert (pipeline.artifacts / "logs" / "cri-o.log").read_text().count("+ make") >= 2
+
+
+def test_staged_binaries_run_under_emulation_and_print_the_pinned_versions(pipeline: Pipeline, built, docker_engine, arm64_builder_image) -> None:
+    staging = pipeline.artifacts / "staging"
+    crio_commit = pipeline.upstreams["cri-o"].tags["v1.18.1"]
+    crio = run_staged(docker_engine, arm64_builder_image, staging / "cri-o", ["/usr/bin/crio", "version"])
+    assert "1.18.1" in crio
+    assert crio_commit in crio
+    assert "clean" in crio and "dirty" not in crio
+    conmon = run_staged(docker_engine, arm64_builder_image, staging / "conmon", ["/usr/bin/conmon", "--version"])
+    assert conmon.splitlines()[:2] == ["conmon version 2.0.19", f"commit: {pipeline.upstreams['conmon'].tags['v2.0.19']}"]
+    crictl = run_staged(docker_engine, arm64_builder_image, staging / "cri-tools", ["/usr/bin/crictl", "--version"])
+    assert crictl.strip() == "crictl version 1.18.0"
+    bridge = run_staged(docker_engine, arm64_builder_image, staging / "cni-plugins", ["/usr/lib/cni/bridge"])
+    assert "CNI bridge plugin v0.8.5" in bridge
+
+
+def test_generated_crio_conf_has_the_recipe_settings_and_package_paths(pipeline: Pipeline, built) -> None:
+    conf = (pipeline.artifacts / "staging" / "cri-o" / "etc" / "crio" / "crio.conf").read_text()
+    assert 'cgroup_manager = "systemd"' in conf
+    assert 'pause_image = "k8s.gcr.io/pause:3.2"' in conf
+    assert 'conmon = "/usr/bin/conmon"' in conf
+    assert '"/usr/lib/cni"' in conf and '"/opt/cni/bin"' in conf
+
+
+def test_no_container_is_left_behind(built, docker_engine) -> None:
+    assert leftover_containers(docker_engine) == []
+
+
+def test_a_second_build_with_nothing_changed_rebuilds_nothing(pipeline: Pipeline, built) -> None:
+    result = pipeline.doit("build:crio-1.18")
+    assert result.returncode == 0, result.stderr
+    for component in COMPONENTS:
+        assert skipped_as_up_to_date(result.stdout, f"compile:crio-1.18:{component}"), result.stdout
+    assert "+ make" not in result.stdout
+
+
+def test_changing_one_pin_rebuilds_only_that_component(pipeline: Pipeline, built, docker_engine, arm64_builder_image) -> None:
+    pipeline.write_recipe(conmon_tag="v2.0.18")
+    try:
+        result = pipeline.doit("build:crio-1.18")
+        assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+        assert ran(result.stdout, "compile:crio-1.18:conmon"), result.stdout
+        for component in ("cri-o", "cni-plugins", "cri-tools"):
+            assert skipped_as_up_to_date(result.stdout, f"compile:crio-1.18:{component}"), result.stdout
+        conmon = run_staged(docker_engine, arm64_builder_image, pipeline.artifacts / "staging" / "conmon", ["/usr/bin/conmon", "--version"])
+        assert conmon.startswith("conmon version 2.0.18")
+    finally:
+        pipeline.write_recipe()
