@@ -131,7 +131,8 @@ def build_component(recipe: Recipe, name: str, settings: Settings) -> None:
     log_path = settings.artifacts / recipe.name / "logs" / f"{name}.log"
     log_path.parent.mkdir(parents=True, exist_ok=True)
     volumes = {go_volume: {"bind": GOROOT, "mode": "ro"}, f"criobuild-gocache-{recipe.target.arch}-{mode.name}": {"bind": "/cache", "mode": "rw"}}
-    env = build_env(mode, commit_epoch(source))
+    epoch = commit_epoch(source)
+    env = build_env(mode, epoch)
     with log_path.open("w") as log, Container(client, image, volumes=volumes, env=env, workdir=SRC, log=log, what=f"{recipe.name} {name}") as box:
         box.say(f"# {recipe.name}: building {name} {component.version} ({component.commit[:12]}) in {image}, mode {mode.name}")
         box.copy_into(source, SRC)
@@ -141,15 +142,15 @@ def build_component(recipe: Recipe, name: str, settings: Settings) -> None:
     binaries = elf.check_tree(partial, recipe.target.arch)
     shutil.rmtree(final, ignore_errors=True)
     partial.rename(final)
-    write_manifest(manifest, recipe, component, mode, image, binaries)
+    write_manifest(manifest, recipe, component, mode, image, binaries, epoch)
     shutil.rmtree(work, ignore_errors=True)
 
 
-def write_manifest(path: Path, recipe: Recipe, c: Component, mode: BuildMode, image: str, binaries: list[str]) -> None:
+def write_manifest(path: Path, recipe: Recipe, c: Component, mode: BuildMode, image: str, binaries: list[str], epoch: int) -> None:
     data = {
         "component": c.name, "version": c.version, "repo": c.repo, "tag": c.tag, "branch": c.branch,
-        "commit": c.commit, "go": recipe.go.version, "mode": mode.name, "builder_image": image,
-        "binaries": binaries,
+        "commit": c.commit, "source_date_epoch": epoch, "go": recipe.go.version, "mode": mode.name,
+        "builder_image": image, "binaries": binaries,
     }  # fmt: skip
     tmp = path.with_suffix(".json.partial")
     tmp.write_text(json.dumps(data, indent=2) + "\n")
