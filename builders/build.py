@@ -80,6 +80,19 @@ def cri_tools_steps(recipe: Recipe, c: Component) -> list[Step]:
     return [make("crictl"), sh(f"install -D -m 755 _output/crictl {OUT}/usr/bin/crictl")]
 
 
+# Upstream Makefiles stamp `date -u` into binaries (cri-o's buildDate); this `date` answers with
+# SOURCE_DATE_EPOCH instead, unless asked about another date, so two builds are byte-identical.
+DATE_SHIM = """#!/bin/sh
+for a in "$@"; do case "$a" in -d*|--date*|-r*|--reference*|-s*|--set*) exec /bin/date "$@";; esac; done
+exec /bin/date -d "@$SOURCE_DATE_EPOCH" "$@"
+"""
+SHIM_DIR = "/opt/criobuild/bin"
+
+
+def reproducible_date() -> Step:
+    return sh(f"mkdir -p {SHIM_DIR} && cat > {SHIM_DIR}/date <<'EOF'\n{DATE_SHIM}EOF\nchmod 755 {SHIM_DIR}/date")
+
+
 STEPS = {"cri-o": crio_steps, "conmon": conmon_steps, "cni-plugins": cni_plugins_steps, "cri-tools": cri_tools_steps}
 
 
@@ -93,7 +106,7 @@ def staging_manifest(settings: Settings, recipe: Recipe, component: str) -> Path
 
 def build_env(mode: BuildMode, source_date_epoch: int) -> dict[str, str]:
     return {
-        "PATH": f"{GOROOT}/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+        "PATH": f"{SHIM_DIR}:{GOROOT}/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
         "GOROOT": GOROOT,
         "GOPATH": "/root/go",
         "GOCACHE": "/cache/go-build",
@@ -136,7 +149,7 @@ def build_component(recipe: Recipe, name: str, settings: Settings) -> None:
     with log_path.open("w") as log, Container(client, image, volumes=volumes, env=env, workdir=SRC, log=log, what=f"{recipe.name} {name}") as box:
         box.say(f"# {recipe.name}: building {name} {component.version} ({component.commit[:12]}) in {image}, mode {mode.name}")
         box.copy_into(source, SRC)
-        for step in STEPS[name](recipe, component):
+        for step in [reproducible_date(), *STEPS[name](recipe, component)]:
             box.call(step.argv)
         box.copy_out(OUT, partial)
     binaries = elf.check_tree(partial, recipe.target.arch)

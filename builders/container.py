@@ -29,7 +29,8 @@ def docker_client() -> docker.DockerClient:
         client = docker.from_env(timeout=600)
         client.ping()
     except docker.errors.DockerException as e:
-        raise ContainerError(*daemon_problem(str(e))) from None
+        message, hint = daemon_problem(str(e))
+        raise ContainerError(message, hint=hint) from None
     return client
 
 
