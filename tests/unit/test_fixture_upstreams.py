@@ -5,6 +5,7 @@ libglib2.0-dev, libc6-dev, git), cloning each fixture at a tag like the pipeline
 """
 from __future__ import annotations
 
+import json
 import os
 import re
 import subprocess
@@ -161,6 +162,8 @@ def test_crio_install_targets_lay_out_the_files(crio_tree, tmp_path):
     assert (dest / "usr/lib/systemd/system/cri-o.service").readlink() == Path("crio.service")
     assert "ExecStart=/usr/local/bin/crio" in (dest / "usr/lib/systemd/system/crio.service").read_text()
     assert (dest / "usr/share/man/man8/crio.8").read_text().startswith(".TH CRIO 8")
+    for conf in ("contrib/cni/10-crio-bridge.conf", "contrib/cni/99-loopback.conf", "contrib/policy.json"):
+        json.loads((crio_tree / conf).read_text())  # files packagers take from the tree, as upstream ships them
     # default install paths, as upstream: PREFIX ?= $(DESTDIR)/usr/local
     dest2 = tmp_path / "dest2"
     run("make", "install.bin-nobuild", f"DESTDIR={dest2}", cwd=crio_tree, env=env)
