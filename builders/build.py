@@ -58,7 +58,8 @@ def crio_steps(recipe: Recipe, c: Component) -> list[Step]:
     return [
         make("binaries", f"BUILDTAGS={tags}"),
         make("crio.conf", f"CONF_OVERRIDES={crio_conf_overrides(recipe)}"),
-        make("install.bin-nobuild", "install.config-nobuild", "install.systemd", *install_vars),
+        make("docs"),
+        make("install.bin-nobuild", "install.config-nobuild", "install.man-nobuild", "install.completions", "install.systemd", *install_vars),
         sh(f"install -D -m 644 -t {OUT}/etc/cni/net.d contrib/cni/10-crio-bridge.conf contrib/cni/99-loopback.conf"),
         sh(f"sed -i 's|/usr/local/bin/crio|/usr/bin/crio|' {OUT}/usr/lib/systemd/system/*.service"),
     ]
@@ -89,8 +90,9 @@ exec /bin/date -d "@$SOURCE_DATE_EPOCH" "$@"
 SHIM_DIR = "/opt/criobuild/bin"
 
 
-def reproducible_date() -> Step:
-    return sh(f"mkdir -p {SHIM_DIR} && cat > {SHIM_DIR}/date <<'EOF'\n{DATE_SHIM}EOF\nchmod 755 {SHIM_DIR}/date")
+def install_shims(shims: dict[str, str]) -> Step:
+    writes = [f"cat > {SHIM_DIR}/{name} <<'EOF'\n{script}EOF\nchmod 755 {SHIM_DIR}/{name}" for name, script in shims.items()]
+    return sh(f"mkdir -p {SHIM_DIR}\n" + "\n".join(writes))
 
 
 STEPS = {"cri-o": crio_steps, "conmon": conmon_steps, "cni-plugins": cni_plugins_steps, "cri-tools": cri_tools_steps}
@@ -146,10 +148,11 @@ def build_component(recipe: Recipe, name: str, settings: Settings) -> None:
     volumes = {go_volume: {"bind": GOROOT, "mode": "ro"}, f"criobuild-gocache-{recipe.target.arch}-{mode.name}": {"bind": "/cache", "mode": "rw"}}
     epoch = commit_epoch(source)
     env = build_env(mode, epoch)
-    with log_path.open("w") as log, Container(client, image, volumes=volumes, env=env, workdir=SRC, log=log, what=f"{recipe.name} {name}") as box:
+    owner = str(settings.artifacts)
+    with log_path.open("w") as log, Container(client, image, volumes=volumes, env=env, workdir=SRC, log=log, what=f"{recipe.name} {name}", owner=owner) as box:
         box.say(f"# {recipe.name}: building {name} {component.version} ({component.commit[:12]}) in {image}, mode {mode.name}")
         box.copy_into(source, SRC)
-        for step in [reproducible_date(), *STEPS[name](recipe, component)]:
+        for step in [install_shims({"date": DATE_SHIM} | mode.shims()), *STEPS[name](recipe, component)]:
             box.call(step.argv)
         box.copy_out(OUT, partial)
     binaries = elf.check_tree(partial, recipe.target.arch)

@@ -59,6 +59,7 @@ class Container:
         workdir: str = "/",
         log: TextIO | None = None,
         what: str = "",
+        owner: str = "",
     ) -> None:
         self.client = client
         self.image = image
@@ -67,13 +68,14 @@ class Container:
         self.workdir = workdir
         self.log = log
         self.what = what
+        self.owner = owner
         self.container: Any = None
 
     def __enter__(self) -> Container:
         with terminate_as_interrupt():
             self.container = self.client.containers.create(
                 self.image, ["sleep", "infinity"], name=f"criobuild-{uuid.uuid4().hex[:12]}",
-                labels={LABEL: "build"}, volumes=self.volumes, environment=self.env,
+                labels={LABEL: self.owner or "criobuild"}, volumes=self.volumes, environment=self.env,
                 working_dir=self.workdir, network_mode="none", detach=True,
             )  # fmt: skip
             self.container.start()
@@ -157,5 +159,7 @@ def terminate_as_interrupt() -> Iterator[None]:
             raise KeyboardInterrupt
 
 
-def leftover_containers(client: docker.DockerClient) -> list[str]:
-    return [c.name for c in client.containers.list(all=True, filters={"label": LABEL})]
+def leftover_containers(client: docker.DockerClient, owner: str | None = None) -> list[str]:
+    """Containers this tool made (for one artifacts directory, if given) that still exist."""
+    label = f"{LABEL}={owner}" if owner else LABEL
+    return [c.name for c in client.containers.list(all=True, filters={"label": label})]

@@ -78,11 +78,13 @@ def bootstrap_base(target: Target, name: str) -> None:
 
 
 def builder_dockerfile(base: str, base_id: str, packages: tuple[str, ...]) -> str:
+    foreign = sorted({p.split(":", 1)[1] for p in packages if ":" in p})
+    add_arches = "".join(f"dpkg --add-architecture {a} && " for a in foreign)
     return (
         f"# base image id {base_id}\n"
         f"FROM {base}\n"
         "ENV DEBIAN_FRONTEND=noninteractive LANG=C.UTF-8\n"
-        "RUN apt-get update -q && apt-get install -y -q --no-install-recommends "
+        f"RUN {add_arches}apt-get update -q && apt-get install -y -q --no-install-recommends "
         + " ".join(sorted(packages))
         + " && rm -rf /var/lib/apt/lists/* && git config --system --add safe.directory '*'\n"
     )

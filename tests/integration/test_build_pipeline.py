@@ -31,13 +31,13 @@ def test_an_interrupted_build_leaves_no_container_and_no_partial_staging(pipelin
     proc = subprocess.Popen(pipeline.doit_argv("compile:crio-1.18:conmon"), cwd=REPO, env=os.environ | pipeline.env, stdout=log, stderr=subprocess.STDOUT)
     try:
         wait_for(lambda: "+ make" in (pipeline.root / "interrupted.log").read_text(), proc, timeout=600)
-        assert leftover_containers(docker_engine), "the build should be running in a container"
+        assert leftover_containers(docker_engine, pipeline.env["CRIOBUILD_ARTIFACTS"]), "the build should be running in a container"
         proc.send_signal(signal.SIGINT)
         proc.wait(timeout=120)
     finally:
         proc.kill()
     assert proc.returncode != 0
-    assert leftover_containers(docker_engine) == []
+    assert leftover_containers(docker_engine, pipeline.env["CRIOBUILD_ARTIFACTS"]) == []
     staging = pipeline.artifacts / "staging"
     assert not (staging / "conmon.json").exists()
     assert not (staging / "conmon").exists()
@@ -90,8 +90,8 @@ def test_generated_crio_conf_has_the_recipe_settings_and_package_paths(pipeline:
     assert '"/usr/lib/cni"' in conf and '"/opt/cni/bin"' in conf
 
 
-def test_no_container_is_left_behind(built, docker_engine) -> None:
-    assert leftover_containers(docker_engine) == []
+def test_no_container_is_left_behind(pipeline: Pipeline, built, docker_engine) -> None:
+    assert leftover_containers(docker_engine, pipeline.env["CRIOBUILD_ARTIFACTS"]) == []
 
 
 def test_a_second_build_with_nothing_changed_rebuilds_nothing(pipeline: Pipeline, built) -> None:
