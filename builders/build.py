@@ -152,21 +152,24 @@ def build_component(recipe: Recipe, name: str, settings: Settings) -> None:
     with log_path.open("w") as log, Container(client, image, volumes=volumes, env=env, workdir=SRC, log=log, what=f"{recipe.name} {name}", owner=owner) as box:
         box.say(f"# {recipe.name}: building {name} {component.version} ({component.commit[:12]}) in {image}, mode {mode.name}")
         box.copy_into(source, SRC)
-        for step in [install_shims({"date": DATE_SHIM} | mode.shims()), *STEPS[name](recipe, component)]:
+        box.call(install_shims({"date": DATE_SHIM} | mode.shims()).argv)
+        box.timings.clear()
+        for step in STEPS[name](recipe, component):
             box.call(step.argv)
+        steps = [{"argv": argv, "seconds": seconds} for argv, seconds in box.timings]
         box.copy_out(OUT, partial)
     binaries = elf.check_tree(partial, recipe.target.arch)
     shutil.rmtree(final, ignore_errors=True)
     partial.rename(final)
-    write_manifest(manifest, recipe, component, mode, image, binaries, epoch)
+    write_manifest(manifest, recipe, component, mode, image, binaries, epoch, steps)
     shutil.rmtree(work, ignore_errors=True)
 
 
-def write_manifest(path: Path, recipe: Recipe, c: Component, mode: BuildMode, image: str, binaries: list[str], epoch: int) -> None:
+def write_manifest(path: Path, recipe: Recipe, c: Component, mode: BuildMode, image: str, binaries: list[str], epoch: int, steps: list[dict]) -> None:
     data = {
         "component": c.name, "version": c.version, "repo": c.repo, "tag": c.tag, "branch": c.branch,
         "commit": c.commit, "source_date_epoch": epoch, "go": recipe.go.version, "mode": mode.name,
-        "builder_image": image, "binaries": binaries,
+        "builder_image": image, "binaries": binaries, "steps": steps,
     }  # fmt: skip
     tmp = path.with_suffix(".json.partial")
     tmp.write_text(json.dumps(data, indent=2) + "\n")

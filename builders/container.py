@@ -9,6 +9,7 @@ import io
 import signal
 import tarfile
 import threading
+import time
 import uuid
 from collections import deque
 from collections.abc import Iterator
@@ -70,6 +71,7 @@ class Container:
         self.what = what
         self.owner = owner
         self.container: Any = None
+        self.timings: list[tuple[list[str], float]] = []  # each call's argv and wall time
 
     def __enter__(self) -> Container:
         with terminate_as_interrupt():
@@ -90,6 +92,7 @@ class Container:
     def call(self, argv: list[str], *, env: dict[str, str] | None = None, cwd: str | None = None) -> None:
         """Run argv in the container, streaming its output; raise ContainerError on failure."""
         self.say(f"+ {' '.join(argv)}")
+        started = time.monotonic()
         api = self.client.api
         exec_id = api.exec_create(self.container.id, argv, environment=env, workdir=cwd or self.workdir)["Id"]
         tail: deque[str] = deque(maxlen=40)
@@ -98,6 +101,7 @@ class Container:
             tail.extend(text.splitlines())
             self.say(text, end="")
         code = api.exec_inspect(exec_id)["ExitCode"]
+        self.timings.append((argv, round(time.monotonic() - started, 2)))
         if code != 0:
             last = "\n".join(tail)
             raise ContainerError(
