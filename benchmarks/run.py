@@ -1,0 +1,206 @@
+"""Measure one recipe's build: cold per mode, the make-step floor, a warm no-op and a one-pin rebuild.
+
+Run by hand, never in CI's pass/fail:
+
+    python benchmarks/run.py --recipe crio-1.18 --modes qemu,cross --repin conmon=v2.0.18@<commit>
+    python benchmarks/run.py --fixtures            # the test fixture upstreams, offline
+
+The recipe comes from CRIOBUILD_RECIPES (default recipes/); clones honour git's insteadOf, Go comes
+from CRIOBUILD_GO_MIRROR, as for doit. Each mode builds cold: fresh cache, artifacts and doit state,
+and its Go build-cache volume removed (builder images are reused and reported separately).
+The floor is the time spent in the upstream make/script steps inside the build container (recorded
+per step in the staging manifests); the pipeline is the wall time of each `doit compile:` task.
+Prints a table and writes benchmarks/results/<date>-<recipe>.json.
+"""
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import os
+import platform
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+import docker  # noqa: E402
+from rich.console import Console  # noqa: E402
+from rich.table import Table  # noqa: E402
+
+from builders.recipe import COMPONENTS, load_recipe  # noqa: E402
+
+console = Console()
+
+
+def doit(env: dict[str, str], db: Path, *tasks: str) -> float:
+    """Run doit, returning its wall time; fail loudly if it fails."""
+    started = time.monotonic()
+    result = subprocess.run([sys.executable, "-m", "doit", "--db-file", str(db), *tasks], cwd=REPO, env=env, capture_output=True, text=True)
+    seconds = time.monotonic() - started
+    if result.returncode != 0:
+        sys.exit(f"doit {' '.join(tasks)} failed:\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}")
+    return round(seconds, 2)
+
+
+def fresh_env(work: Path, recipes: Path, mode: str) -> dict[str, str]:
+    shutil.rmtree(work, ignore_errors=True)
+    work.mkdir(parents=True)
+    return os.environ | {
+        "CRIOBUILD_RECIPES": str(recipes), "CRIOBUILD_CACHE": str(work / "cache"),
+        "CRIOBUILD_ARTIFACTS": str(work / "artifacts"), "CRIOBUILD_MODE": mode, "CI": "true",
+    }  # fmt: skip
+
+
+def drop_go_cache_volume(mode: str) -> None:
+    client = docker.from_env()
+    for volume in client.volumes.list(filters={"name": f"criobuild-gocache-arm64-{mode}"}):
+        volume.remove(force=True)
+
+
+def floor_seconds(artifacts: Path, recipe: str, component: str) -> float:
+    manifest = json.loads((artifacts / recipe / "staging" / f"{component}.json").read_text())
+    return round(sum(step["seconds"] for step in manifest["steps"]), 2)
+
+
+def measure_mode(mode: str, recipe: str, recipes: Path, workroot: Path) -> dict:
+    work = workroot / mode
+    env = fresh_env(work, recipes, mode)
+    drop_go_cache_volume(mode)
+    db = work / "doit.db"
+    console.print(f"[bold]{mode}[/]: preparing toolchain, sources and builder image (not timed)")
+    doit(env, db, *(f"source:{recipe}:{c}" for c in COMPONENTS))
+    prepare_images(env, db, recipe, mode)
+    components = {}
+    for component in COMPONENTS:
+        console.print(f"[bold]{mode}[/]: compile {component} (cold)")
+        pipeline = doit(env, db, f"compile:{recipe}:{component}")
+        components[component] = {"pipeline_seconds": pipeline, "floor_seconds": floor_seconds(work / "artifacts", recipe, component)}
+    total = round(sum(c["pipeline_seconds"] for c in components.values()), 2)
+    floor = round(sum(c["floor_seconds"] for c in components.values()), 2)
+    return {"cold_seconds": total, "floor_seconds": floor, "pipeline_over_floor": round(total / floor, 3), "components": components, "env": env, "db": db}
+
+
+def prepare_images(env: dict[str, str], db: Path, recipe: str, mode: str) -> None:
+    """Make the builder image and Go toolchain volume outside the timed part."""
+    code = (
+        "import os; from pathlib import Path; from builders.settings import load_settings;"
+        "from builders.recipe import load_recipe; from builders.modes import resolve_mode;"
+        "from builders.container import docker_client; from builders.images import ensure_builder_image;"
+        "from builders.go_toolchain import ensure_go; from builders.volumes import ensure_go_volume;"
+        f"s = load_settings(); r = load_recipe(s.recipes / '{recipe}.toml'); m = resolve_mode(s.mode, r.target.arch); c = docker_client();"
+        "i = ensure_builder_image(c, m.builder_target(r.target), m.packages(r), s.base_source);"
+        "a = m.toolchain_arch(r.target.arch); ensure_go_volume(c, i, ensure_go(r.go, a, s), r.go.sha256[a])"
+    )
+    started = time.monotonic()
+    subprocess.run([sys.executable, "-c", code], cwd=REPO, env=env, check=True, capture_output=True)
+    console.print(f"  images and toolchain ready in {time.monotonic() - started:.1f} s")
+
+
+def repin(recipe_path: Path, spec: str) -> None:
+    """--repin conmon=v2.0.18@<commit>: rewrite that component's tag and commit in a copy of the recipe."""
+    component, _, pin = spec.partition("=")
+    tag, _, commit = pin.partition("@")
+    text = recipe_path.read_text()
+    table = re.search(rf"(?ms)^\[components\.{re.escape(component)}\]\n.*?(?=^\[|\Z)", text)
+    if not table:
+        sys.exit(f"--repin: no [components.{component}] in {recipe_path}")
+    body = re.sub(r'(?m)^tag = ".*"$', f'tag = "{tag}"', table.group(0))
+    body = re.sub(r'(?m)^commit = ".*"$', f'commit = "{commit}"', body)
+    recipe_path.write_text(text[: table.start()] + body + text[table.end():])
+    load_recipe(recipe_path)
+
+
+def fixture_recipes(root: Path) -> tuple[Path, str]:
+    """Fixture upstreams and a served Go toolchain, as the tests use them; returns (recipes dir, repin spec)."""
+    from builders.arch import Arch
+    from tests.fixtures.go_tarball import build_go_tarballs
+    from tests.fixtures.http_server import LocalHTTPServer
+    from tests.fixtures.images import TEST_PACKAGES
+    from tests.fixtures.upstreams import make_upstreams, write_recipe
+
+    upstreams = make_upstreams(root / "upstreams")
+    go = build_go_tarballs()
+    server = LocalHTTPServer(root / "www")
+    server.start()
+    for arch in (Arch.arm64, Arch.amd64):
+        shutil.copy(go.path[arch], server.root)
+    os.environ["CRIOBUILD_GO_MIRROR"] = server.url
+    recipes = root / "recipes"
+    write_recipe(recipes, upstreams, go.toml(), packages=TEST_PACKAGES)
+    return recipes, f"conmon=v2.0.18@{upstreams['conmon'].tags['v2.0.18']}"
+
+
+def report(results: dict) -> None:
+    table = Table(title=f"{results['recipe']} on {results['cores']} cores ({results['machine']})")
+    for column in ("measure", *results["modes"]):
+        table.add_column(column, justify="right")
+    for component in COMPONENTS:
+        table.add_row(f"{component}: pipeline / floor (s)", *(f"{m['components'][component]['pipeline_seconds']} / {m['components'][component]['floor_seconds']}" for m in results["modes"].values()))
+    table.add_row("cold build, all four (s)", *(str(m["cold_seconds"]) for m in results["modes"].values()))
+    table.add_row("floor: make steps only (s)", *(str(m["floor_seconds"]) for m in results["modes"].values()))
+    table.add_row("pipeline / floor", *(str(m["pipeline_over_floor"]) for m in results["modes"].values()))
+    console.print(table)
+    for name, value in results["ratios"].items():
+        console.print(f"{name}: {value}")
+    console.print(f"warm no-op `doit compile:…` ({results['warm_mode']}): {results['warm_noop_seconds']} s")
+    if results.get("repin_seconds") is not None:
+        console.print(f"rebuild after repinning {results['repin']} ({results['warm_mode']}): {results['repin_seconds']} s")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--recipe", default="crio-1.18")
+    parser.add_argument("--modes", default="qemu,cross")
+    parser.add_argument("--repin", help="component=<tag>@<commit> for the one-pin rebuild")
+    parser.add_argument("--fixtures", action="store_true", help="build the test fixture upstreams (offline)")
+    parser.add_argument("--workdir", type=Path, default=Path(tempfile.gettempdir()) / "criobuild-bench")
+    parser.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results")
+    args = parser.parse_args()
+
+    recipes = args.workdir / "recipes"
+    shutil.rmtree(recipes, ignore_errors=True)
+    if args.fixtures:
+        recipes, fixture_repin = fixture_recipes(args.workdir / "fixtures")
+        args.repin = args.repin or fixture_repin
+    else:
+        source = Path(os.environ.get("CRIOBUILD_RECIPES") or REPO / "recipes") / f"{args.recipe}.toml"
+        recipes.mkdir(parents=True)
+        shutil.copy(source, recipes)
+    modes = {mode: measure_mode(mode, args.recipe, recipes, args.workdir) for mode in args.modes.split(",")}
+
+    warm_mode = list(modes)[-1]
+    env, db = modes[warm_mode].pop("env"), modes[warm_mode].pop("db")
+    all_compiles = [f"compile:{args.recipe}:{c}" for c in COMPONENTS]
+    warm = doit(env, db, *all_compiles)
+    repin_seconds = None
+    if args.repin:
+        repin(recipes / f"{args.recipe}.toml", args.repin)
+        repin_seconds = doit(env, db, *all_compiles)
+    for m in modes.values():
+        m.pop("env", None), m.pop("db", None)
+
+    ratios = {}
+    if "qemu" in modes and "cross" in modes:
+        ratios["qemu / cross (cold)"] = round(modes["qemu"]["cold_seconds"] / modes["cross"]["cold_seconds"], 2)
+    results = {
+        "date": datetime.date.today().isoformat(), "recipe": args.recipe, "fixtures": args.fixtures,
+        "cores": os.cpu_count(), "machine": platform.machine(), "modes": modes, "ratios": ratios,
+        "warm_mode": warm_mode, "warm_noop_seconds": warm, "repin": args.repin, "repin_seconds": repin_seconds,
+    }  # fmt: skip
+    report(results)
+    args.out.mkdir(parents=True, exist_ok=True)
+    suffix = "-fixtures" if args.fixtures else ""
+    path = args.out / f"{results['date']}-{args.recipe}{suffix}.json"
+    path.write_text(json.dumps(results, indent=2) + "\n")
+    console.print(f"wrote {path}")
+
+
+if __name__ == "__main__":
+    main()
