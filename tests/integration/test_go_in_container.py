@@ -1,33 +1,16 @@
 """The pinned toolchain, fetched over HTTP into the cache, runs read-only inside an emulated arm64 container."""
 from __future__ import annotations
 
-import os
-
 import pytest
 
 from builders.arch import Arch
 from builders.go_toolchain import ensure_go
 from builders.settings import load_settings
 
-docker = pytest.importorskip("docker")
-
 pytestmark = [pytest.mark.docker, pytest.mark.emulation]
 
-BASE_IMAGE = os.environ.get("CRIOBUILD_TEST_BASE_IMAGE", "criobuild-test/bookworm-arm64:base")
 
-
-@pytest.fixture(scope="module")
-def docker_client():
-    try:
-        client = docker.from_env()
-        client.ping()
-    except docker.errors.DockerException as e:
-        pytest.skip(f"no Docker engine: {e}")
-    yield client
-    client.close()
-
-
-def test_go_version_inside_an_arm64_container(go_tarballs, http_clean, tmp_path, monkeypatch, docker_client):
+def test_go_version_inside_an_arm64_container(go_tarballs, http_clean, tmp_path, monkeypatch, docker_engine, arm64_base_image):
     root, url = http_clean.subdir("in-container")
     name = go_tarballs.filename(Arch.arm64)
     (root / name).unlink(missing_ok=True)
@@ -39,8 +22,8 @@ def test_go_version_inside_an_arm64_container(go_tarballs, http_clean, tmp_path,
 
     # no platform= here: an image imported from an mmdebstrap rootfs may be labelled with the host's
     # architecture; binfmt runs its arm64 binaries anyway, and `go version` below proves the architecture
-    container = docker_client.containers.create(
-        BASE_IMAGE,
+    container = docker_engine.containers.create(
+        arm64_base_image,
         ["/usr/local/go/bin/go", "version"],
         environment={"PATH": "/usr/local/go/bin:/usr/bin:/bin", "HOME": "/tmp"},
         volumes={str(goroot): {"bind": "/usr/local/go", "mode": "ro"}},
