@@ -159,12 +159,12 @@ def test_go_task_runs_ensure_go_and_targets_the_marker(fake_mirror, tmp_path):
     assert completion_marker(go, Arch.arm64, settings).is_file()
 
 
-def test_go_task_fails_cleanly_on_user_errors(tmp_path, closed_port_url, capsys):
+def test_go_task_fails_cleanly_on_user_errors(tmp_path, closed_port_url):
     go = GoToolchain(version=FAKE_VERSION, sha256={Arch.arm64: "0" * 64})
     (action,) = go_task(go, Arch.arm64, settings_for(tmp_path, closed_port_url))["actions"]
     result = action()
     assert isinstance(result, TaskFailed)
-    assert "connection was refused" in capsys.readouterr().err
+    assert "connection was refused" in result.message
 
 
 # -- bad input: each leaves nothing half-made ------------------------------------------------------------
