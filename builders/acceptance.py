@@ -1,0 +1,105 @@
+"""Install acceptance: a recipe's .debs installed with apt in a clean container of its target, then run.
+
+`doit accept:crio-1.18` copies the four .debs into a fresh container of the target's base image (the
+same one the builds start from, with nothing added), lets apt install them and pull their dependencies
+from the distribution's mirror, checks that dpkg has each at the expected version, and runs
+`crio --version`, `conmon --version` and `crictl --version`, which must print the pinned versions.
+"""
+from __future__ import annotations
+
+import shutil
+import signal
+import tempfile
+import uuid
+from pathlib import Path
+from typing import Any
+
+import docker
+
+from .container import LABEL, Container, raise_interrupt, set_signal, terminate_as_interrupt
+from .errors import ContainerError, PackageError
+from .recipe import COMPONENTS, Recipe
+from .settings import Settings
+
+APT_ENV = {"DEBIAN_FRONTEND": "noninteractive", "LANG": "C.UTF-8"}
+# component -> the command that must print its version once the packages are installed
+VERSION_COMMANDS = {"cri-o": ["crio", "--version"], "conmon": ["conmon", "--version"], "cri-tools": ["crictl", "--version"]}
+
+
+class OnlineContainer(Container):
+    """A Container with a network (apt needs the mirror): "bridge", or "host" to reach the host's 127.0.0.1.
+
+    Build containers have none; this differs from Container only in the network it is created with.
+    """
+
+    def __init__(self, client: docker.DockerClient, image: str, *, network: str = "bridge", **kwargs: Any) -> None:
+        super().__init__(client, image, **kwargs)
+        self.network = network
+
+    def __enter__(self) -> OnlineContainer:
+        with terminate_as_interrupt():
+            self.container = self.client.containers.create(
+                self.image, ["sleep", "infinity"], name=f"criobuild-{uuid.uuid4().hex[:12]}",
+                labels={LABEL: "accept"}, volumes=self.volumes, environment=self.env,
+                working_dir=self.workdir, network_mode=self.network, detach=True,
+            )  # fmt: skip
+            self.container.start()
+        self._previous_term = set_signal(signal.SIGTERM, raise_interrupt)
+        return self
+
+
+def accept_task(recipe: Recipe, settings: Settings) -> dict[str, Any]:
+    from .deb import deb_path
+    from .tasks import as_action
+
+    return {
+        "name": recipe.name,
+        "doc": f"install {recipe.name}'s .debs with apt in a clean {recipe.target.suite} {recipe.target.arch} container and run crio/conmon/crictl --version",
+        "actions": [(as_action(accept), [recipe, settings])],
+        "file_dep": [deb_path(recipe, c, settings) for c in COMPONENTS],
+        "verbosity": 2,
+    }
+
+
+def accept(recipe: Recipe, settings: Settings) -> None:
+    from .container import docker_client
+    from .deb import PACKAGE_NAMES, deb_path, deb_version
+    from .images import ensure_base_image
+
+    debs = [deb_path(recipe, c, settings) for c in COMPONENTS]
+    missing = [d.name for d in debs if not d.is_file()]
+    if missing:
+        raise PackageError(
+            f"cannot run the install acceptance because {settings.artifacts / recipe.name} lacks {', '.join(missing)}",
+            hint=f"run `doit build:{recipe.name}` first",
+        )
+    client = docker_client()
+    image = ensure_base_image(client, recipe.target, settings.base_source)
+    logs = settings.artifacts / recipe.name / "logs"
+    logs.mkdir(parents=True, exist_ok=True)
+    what = f"accept {recipe.name}"
+    with (logs / "accept.log").open("w") as log, tempfile.TemporaryDirectory(prefix="criobuild-accept-") as tmp:
+        for deb in debs:
+            shutil.copy2(deb, tmp)
+        with OnlineContainer(client, image, log=log, what=what) as box:
+            box.copy_into(Path(tmp), "/tmp/debs")
+            box.call(["apt-get", "update", "-q"], env=APT_ENV)
+            box.call(["apt-get", "install", "-y", "-q", "--no-install-recommends", *(f"/tmp/debs/{d.name}" for d in debs)], env=APT_ENV)
+            packages = [PACKAGE_NAMES[c] for c in COMPONENTS]
+            installed = box.output(["dpkg-query", "-W", "-f", "${Package} ${Version} ${db:Status-Status}\n", *packages])
+            for c in COMPONENTS:
+                want = f"{PACKAGE_NAMES[c]} {deb_version(recipe, c)} installed"
+                if want not in installed.splitlines():
+                    raise ContainerError(f"{what}: dpkg does not have `{want}` because it reports:\n{installed}", hint="see artifacts/<recipe>/logs/accept.log")
+            for c, argv in VERSION_COMMANDS.items():
+                check_version(box, argv, recipe.components[c].version, what)
+    print(f"{what}: {', '.join(d.name for d in debs)} install on {recipe.target.distro} {recipe.target.suite} {recipe.target.arch} and run")
+
+
+def check_version(box: Container, argv: list[str], version: str, what: str) -> None:
+    result = box.container.exec_run(argv, environment=APT_ENV)
+    out = result.output.decode(errors="replace")
+    box.say(f"+ {' '.join(argv)}\n{out}", end="")
+    if result.exit_code != 0 or version not in out:
+        why = f"it returned {result.exit_code}" if result.exit_code != 0 else f"its output does not name version {version}"
+        raise ContainerError(f"{what}: `{' '.join(argv)}` failed because {why}:\n{out.strip()}", hint="see artifacts/<recipe>/logs/accept.log")
