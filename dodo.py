@@ -104,3 +104,18 @@ def task_check():
         "uptodate": [False],
         "verbosity": 2,
     }
+
+
+def task_accept():
+    """Install a recipe's .debs in a clean arm64 container and run them: `doit accept:crio-1.18`."""
+    from builders.acceptance import accept_task
+
+    for recipe in RECIPES:
+        yield accept_task(recipe, SETTINGS)
+
+
+def task_repo():
+    """Signed apt repository of the built .debs in artifacts/apt/ (CRIOBUILD_GPG_KEY signs it)."""
+    from builders.apt_repo import repo_task
+
+    return repo_task(RECIPES, SETTINGS)

@@ -8,15 +8,12 @@ from the distribution's mirror, checks that dpkg has each at the expected versio
 from __future__ import annotations
 
 import shutil
-import signal
 import tempfile
-import uuid
 from pathlib import Path
 from typing import Any
 
-import docker
 
-from .container import LABEL, Container, raise_interrupt, set_signal, terminate_as_interrupt
+from .container import Container
 from .errors import ContainerError, PackageError
 from .recipe import COMPONENTS, Recipe
 from .settings import Settings
@@ -24,28 +21,6 @@ from .settings import Settings
 APT_ENV = {"DEBIAN_FRONTEND": "noninteractive", "LANG": "C.UTF-8"}
 # component -> the command that must print its version once the packages are installed
 VERSION_COMMANDS = {"cri-o": ["crio", "--version"], "conmon": ["conmon", "--version"], "cri-tools": ["crictl", "--version"]}
-
-
-class OnlineContainer(Container):
-    """A Container with a network (apt needs the mirror): "bridge", or "host" to reach the host's 127.0.0.1.
-
-    Build containers have none; this differs from Container only in the network it is created with.
-    """
-
-    def __init__(self, client: docker.DockerClient, image: str, *, network: str = "bridge", **kwargs: Any) -> None:
-        super().__init__(client, image, **kwargs)
-        self.network = network
-
-    def __enter__(self) -> OnlineContainer:
-        with terminate_as_interrupt():
-            self.container = self.client.containers.create(
-                self.image, ["sleep", "infinity"], name=f"criobuild-{uuid.uuid4().hex[:12]}",
-                labels={LABEL: "accept"}, volumes=self.volumes, environment=self.env,
-                working_dir=self.workdir, network_mode=self.network, detach=True,
-            )  # fmt: skip
-            self.container.start()
-        self._previous_term = set_signal(signal.SIGTERM, raise_interrupt)
-        return self
 
 
 def accept_task(recipe: Recipe, settings: Settings) -> dict[str, Any]:
@@ -81,7 +56,7 @@ def accept(recipe: Recipe, settings: Settings) -> None:
     with (logs / "accept.log").open("w") as log, tempfile.TemporaryDirectory(prefix="criobuild-accept-") as tmp:
         for deb in debs:
             shutil.copy2(deb, tmp)
-        with OnlineContainer(client, image, log=log, what=what) as box:
+        with Container(client, image, log=log, what=what, network="bridge") as box:
             box.copy_into(Path(tmp), "/tmp/debs")
             box.call(["apt-get", "update", "-q"], env=APT_ENV)
             box.call(["apt-get", "install", "-y", "-q", "--no-install-recommends", *(f"/tmp/debs/{d.name}" for d in debs)], env=APT_ENV)

@@ -61,6 +61,7 @@ class Container:
         log: TextIO | None = None,
         what: str = "",
         owner: str = "",
+        network: str = "none",
     ) -> None:
         self.client = client
         self.image = image
@@ -70,6 +71,7 @@ class Container:
         self.log = log
         self.what = what
         self.owner = owner
+        self.network = network  # builds run offline; apt needs "bridge", or "host" to reach the host's 127.0.0.1
         self.container: Any = None
         self.timings: list[tuple[list[str], float]] = []  # each call's argv and wall time
 
@@ -78,7 +80,7 @@ class Container:
             self.container = self.client.containers.create(
                 self.image, ["sleep", "infinity"], name=f"criobuild-{uuid.uuid4().hex[:12]}",
                 labels={LABEL: self.owner or "criobuild"}, volumes=self.volumes, environment=self.env,
-                working_dir=self.workdir, network_mode="none", detach=True,
+                working_dir=self.workdir, network_mode=self.network, detach=True,
             )  # fmt: skip
             self.container.start()
         self._previous_term = set_signal(signal.SIGTERM, raise_interrupt)

@@ -17,7 +17,8 @@ from pathlib import Path
 import pytest
 
 from builders import apt_repo
-from builders.acceptance import OnlineContainer, accept, accept_task
+from builders.acceptance import accept, accept_task
+from builders.container import Container
 from builders.deb import PACKAGE_NAMES, deb_path, deb_version
 from builders.errors import PackageError
 from builders.recipe import COMPONENTS, Recipe, load_recipe
@@ -220,7 +221,7 @@ def test_a_clean_arm64_bookworm_installs_cri_o_from_the_repository(use_gnupg: Gn
         return ["sh", "-c", f"echo 'deb [signed-by=/etc/apt/keyrings/{keyring}] {url} {SUITE} main' > {sources}"]
 
     # Host networking: the container reaches the HTTP server on the host's 127.0.0.1 and the Debian mirror.
-    with OnlineContainer(docker_engine, arm64_base_image, network="host", what="apt repository acceptance") as box:
+    with Container(docker_engine, arm64_base_image, network="host", what="apt repository acceptance") as box:
         box.copy_into(keys, "/etc/apt/keyrings")
         # A stranger's key in signed-by: apt refuses the repository (only ours is updated, to be quick).
         box.call(entry("other.gpg"))
