@@ -119,7 +119,7 @@ class Container:
 
     def copy_into(self, source: Path, dest: str) -> None:
         """Copy the contents of a host directory into dest (created if needed)."""
-        self.call(["mkdir", "-p", dest])
+        self.container.exec_run(["mkdir", "-p", dest])
         buffer = io.BytesIO()
         with tarfile.open(fileobj=buffer, mode="w") as tar:
             tar.add(source, arcname=".")
