@@ -1,11 +1,80 @@
-"""The release tarball, SHA256SUMS and manifest.json of a recipe (being written: issue 7)."""
+"""The release tarball, SHA256SUMS and manifest.json of a recipe.
+
+The tarball follows upstream's bundle (cri-o.<arch>.v<version>.tar.gz, one top directory `cri-o/`,
+an `install` script with uninstall, PREFIX=/usr/local, CNI plugins in /opt/cni/bin, units in
+$PREFIX/lib/systemd/system). It is made from the four staging trees (builders/build.py), whose
+Debian paths (/usr/bin, /usr/lib/cni) are mapped onto the tarball's sections:
+
+    staging usr/bin/*                  -> cri-o/bin/*           -> $PREFIX/bin
+    staging usr/lib/cni/*              -> cri-o/cni-plugins/*   -> $CNIDIR (/opt/cni/bin)
+    staging usr/lib/systemd/system/*   -> cri-o/systemd/*       -> $SYSTEMDDIR ($PREFIX/lib/systemd/system)
+    staging usr/share/*                -> cri-o/share/*         -> $PREFIX/share
+    staging etc/*                      -> cri-o/etc/*           -> /etc (configuration: never replaced)
+
+crio.conf and the units are rewritten for the default PREFIX (conmon = "/usr/local/bin/conmon",
+plugin_dirs = ["/opt/cni/bin"], ExecStart=/usr/local/bin/crio); `install` adjusts them to another
+PREFIX or CNIDIR. Reproducible: sorted members, owner root, mtime SOURCE_DATE_EPOCH (the cri-o
+pin's commit time), gzip without name or time at a fixed level.
+"""
 from __future__ import annotations
 
-from pathlib import Path
+import gzip
+import hashlib
+import io
+import json
+import os
+import re
+import stat
+import subprocess
+import tarfile
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
 from typing import Any
 
+from . import elf
+from .errors import PackageError
 from .recipe import COMPONENTS, Recipe
 from .settings import Settings
+
+TOP = "cri-o"
+DATA = Path(__file__).with_name("data") / "tarball"
+KERNEL_CHECK = Path(__file__).with_name("kernel_check.py")
+DEFAULT_PREFIX = "/usr/local"
+DEFAULT_CNIDIR = "/opt/cni/bin"
+GZIP_LEVEL = 9
+
+# Staging path prefix -> tarball section, and where `install` puts each section by default.
+SECTIONS = (
+    ("usr/bin/", "bin/"),
+    ("usr/lib/cni/", "cni-plugins/"),
+    ("usr/lib/systemd/system/", "systemd/"),
+    ("usr/share/", "share/"),
+    ("etc/", "etc/"),
+)
+DESTINATIONS = {
+    "bin/": f"{DEFAULT_PREFIX}/bin/",
+    "cni-plugins/": f"{DEFAULT_CNIDIR}/",
+    "systemd/": f"{DEFAULT_PREFIX}/lib/systemd/system/",
+    "share/": f"{DEFAULT_PREFIX}/share/",
+    "etc/": "/etc/",
+}
+EXECUTABLE_SECTIONS = ("bin/", "cni-plugins/")
+# The install's own records (see builders/data/tarball/install).
+RECORDS = (f"{DEFAULT_PREFIX}/share/cri-o/installed-config.sha256", f"{DEFAULT_PREFIX}/share/cri-o/installed-files")
+
+
+@dataclass(frozen=True)
+class Member:
+    """One entry of the tarball, relative to its top directory."""
+
+    path: str
+    mode: int
+    data: bytes | None = None  # a regular file's content
+    link: str | None = None  # a symlink's target
+
+    @property
+    def kind(self) -> str:
+        return "dir" if self.data is None and self.link is None else "symlink" if self.link is not None else "file"
 
 
 def tarball_path(recipe: Recipe, settings: Settings) -> Path:
@@ -13,12 +82,401 @@ def tarball_path(recipe: Recipe, settings: Settings) -> Path:
     return settings.artifacts / recipe.name / f"cri-o.{recipe.target.arch}.v{recipe.crio.version}.tar.gz"
 
 
+# --------------------------------------------------------------------------- reading the staging trees
+
+
+def staging_root(settings: Settings, recipe: Recipe) -> Path:
+    return settings.artifacts / recipe.name / "staging"
+
+
+def read_staging_manifest(settings: Settings, recipe: Recipe, component: str) -> dict[str, Any]:
+    path = staging_root(settings, recipe) / f"{component}.json"
+    try:
+        data = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise PackageError(f"cannot package {recipe.name} because {component} is not staged ({path} is missing)", hint=f"run `doit compile:{recipe.name}:{component}` first") from None
+    pinned = recipe.components[component].commit
+    if data.get("commit") != pinned:
+        raise PackageError(
+            f"cannot package {recipe.name} because the staged {component} is commit {data.get('commit')} and the recipe pins {pinned}",
+            hint=f"rebuild it: `doit compile:{recipe.name}:{component}`",
+        )
+    return data
+
+
+def tarball_section(staged: str) -> str | None:
+    for prefix, section in SECTIONS:
+        if staged.startswith(prefix):
+            return section + staged[len(prefix):]
+    return None
+
+
+def staged_members(tree: Path, component: str, arch: Any) -> list[Member]:
+    """The files and symlinks of one staging tree, mapped into the tarball (empty directories are left out)."""
+    members = []
+    for path in sorted(tree.rglob("*")):
+        rel = path.relative_to(tree).as_posix()
+        if path.is_dir() and not path.is_symlink():
+            continue
+        target = tarball_section(rel)
+        if target is None:
+            raise PackageError(
+                f"cannot package {component} because the staged {rel} has no place in the tarball",
+                hint=f"the tarball takes {', '.join(p for p, _ in SECTIONS)}; change builders/tarball.py SECTIONS or the build's install step",
+            )
+        if path.is_symlink():
+            link = os.readlink(path)
+            if link.startswith("/"):
+                raise PackageError(f"cannot package {component} because the staged symlink {rel} points at an absolute path ({link})", hint="stage a relative symlink")
+            members.append(Member(target, 0o777, link=link))
+            continue
+        if target.startswith(EXECUTABLE_SECTIONS):
+            machine = elf.elf_machine(path)
+            if machine != elf.E_MACHINE[arch]:
+                raise PackageError(
+                    f"cannot package {component} because {rel} is not an {arch.to_uname()} ELF (machine {machine})",
+                    hint="the staging tree is stale or was built for another architecture; rebuild it",
+                )
+        mode = 0o755 if path.stat().st_mode & 0o111 else 0o644
+        members.append(Member(target, mode, data=path.read_bytes()))
+    return members
+
+
+# --------------------------------------------------------------------------- rewrites for the tarball's paths
+
+CONF_PATH_RE = re.compile(r'^(?P<lead>[ \t]*(?P<key>conmon|pinns_path)[ \t]*=[ \t]*)"(?P<value>[^"\n]*)"', re.M)
+PLUGIN_DIRS_RE = re.compile(r"^(?P<lead>[ \t]*plugin_dirs[ \t]*=[ \t]*)\[[^\]]*\]", re.M)
+EXEC_RE = re.compile(r"^(?P<lead>Exec[A-Za-z]*=[-@+!:]*)/usr/(?:local/)?bin/(?P<name>[^\s/]+)(?=\s|$)", re.M)
+
+
+def rewrite_crio_conf(text: str, bindir: str = f"{DEFAULT_PREFIX}/bin", cnidir: str = DEFAULT_CNIDIR) -> str:
+    """Point the staged crio.conf at the tarball's conmon (and pinns, if named) and CNI plugins."""
+    conmon_lines = [m for m in CONF_PATH_RE.finditer(text) if m.group("key") == "conmon"]
+    if len(conmon_lines) != 1:
+        raise PackageError(f"cannot rewrite crio.conf because it has {len(conmon_lines)} `conmon = \"...\"` lines, not one", hint="check the generated crio.conf in the cri-o staging tree")
+    plugin_dirs = PLUGIN_DIRS_RE.findall(text)
+    if len(plugin_dirs) != 1:
+        raise PackageError(f"cannot rewrite crio.conf because it has {len(plugin_dirs)} `plugin_dirs = [...]` tables, not one", hint="check the generated crio.conf in the cri-o staging tree")
+
+    def path(m: re.Match[str]) -> str:
+        key, value = m.group("key"), m.group("value")
+        if key == "pinns_path" and not value:
+            return m.group(0)  # empty: crio searches $PATH, where $PREFIX/bin is
+        name = "conmon" if key == "conmon" else "pinns"
+        return f'{m.group("lead")}"{bindir}/{name}"'
+
+    text = CONF_PATH_RE.sub(path, text)
+    return PLUGIN_DIRS_RE.sub(lambda m: f'{m.group("lead")}[\n\t"{cnidir}",\n]', text)
+
+
+def rewrite_unit(text: str, binaries: set[str], bindir: str = f"{DEFAULT_PREFIX}/bin") -> str:
+    """Exec*= lines that start one of our binaries start it from bindir; /usr/bin/rm and the like stay."""
+    return EXEC_RE.sub(lambda m: f"{m.group('lead')}{bindir}/{m.group('name')}" if m.group("name") in binaries else m.group(0), text)
+
+
+def fill(template: str, values: dict[str, str]) -> str:
+    for key, value in values.items():
+        template = template.replace(f"@{key}@", value)
+    leftover = re.findall(r"@[A-Z_]+@", template)
+    if leftover:
+        raise PackageError(f"template placeholders {leftover} have no value")  # a bug, not a user error
+    return template
+
+
+# --------------------------------------------------------------------------- shared libraries the binaries need
+
+# Debian's package for each soname our binaries are known to need (the tarball ships no libraries;
+# upstream's bundle is static). An unknown soname is still listed and checked, without a package.
+LIBRARY_PACKAGES = {
+    "libc.so.6": "libc6", "libpthread.so.0": "libc6", "libdl.so.2": "libc6", "libm.so.6": "libc6",
+    "librt.so.1": "libc6", "libresolv.so.2": "libc6", "ld-linux-aarch64.so.1": "libc6", "ld-linux-x86-64.so.2": "libc6",
+    "libglib-2.0.so.0": "libglib2.0-0", "libseccomp.so.2": "libseccomp2", "libsystemd.so.0": "libsystemd0",
+    "libgpgme.so.11": "libgpgme11", "libassuan.so.0": "libassuan0", "libgpg-error.so.0": "libgpg-error0",
+    "libselinux.so.1": "libselinux1", "libdevmapper.so.1.02.1": "libdevmapper1.02.1", "libbtrfs.so.0": "libbtrfs0",
+}  # fmt: skip
+PT_LOAD, PT_DYNAMIC, DT_NEEDED, DT_STRTAB = 1, 2, 1, 5
+
+
+def needed_libraries(data: bytes) -> list[str]:
+    """The DT_NEEDED sonames of a 64-bit little-endian ELF (empty for a static one)."""
+    if data[:4] != elf.ELF_MAGIC or data[4] != 2 or data[5] != 1:
+        return []
+    phoff = int.from_bytes(data[0x20:0x28], "little")
+    phentsize, phnum = int.from_bytes(data[0x36:0x38], "little"), int.from_bytes(data[0x38:0x3A], "little")
+    loads, dynamic = [], None
+    for i in range(phnum):
+        ph = data[phoff + i * phentsize : phoff + (i + 1) * phentsize]
+        p_type = int.from_bytes(ph[0:4], "little")
+        offset, vaddr, filesz = (int.from_bytes(ph[a : a + 8], "little") for a in (8, 16, 32))
+        if p_type == PT_LOAD:
+            loads.append((vaddr, filesz, offset))
+        elif p_type == PT_DYNAMIC:
+            dynamic = (offset, filesz)
+    if dynamic is None:
+        return []
+    entries = []
+    for at in range(dynamic[0], dynamic[0] + dynamic[1], 16):
+        tag, value = int.from_bytes(data[at : at + 8], "little", signed=True), int.from_bytes(data[at + 8 : at + 16], "little")
+        if tag == 0:
+            break
+        entries.append((tag, value))
+    strtab = next((v for t, v in entries if t == DT_STRTAB), None)
+    base = next((off + strtab - vaddr for vaddr, size, off in loads if strtab is not None and vaddr <= strtab < vaddr + size), None)
+    if base is None:
+        return []
+    return [data[base + v : data.index(b"\0", base + v)].decode() for t, v in entries if t == DT_NEEDED]
+
+
+def runtime_libraries(members: list[Member]) -> dict[str, list[str]]:
+    """soname -> the tarball's binaries that need it."""
+    users: dict[str, list[str]] = {}
+    for m in members:
+        if m.path.startswith(EXECUTABLE_SECTIONS) and m.data is not None:
+            for soname in needed_libraries(m.data):
+                users.setdefault(soname, []).append(m.path)
+    return dict(sorted(users.items()))
+
+
+def runtime_packages(sonames: list[str]) -> list[str]:
+    return sorted({LIBRARY_PACKAGES[s] for s in sonames if s in LIBRARY_PACKAGES})
+
+
+# --------------------------------------------------------------------------- the tarball
+
+
+def tarball_members(recipe: Recipe, settings: Settings) -> list[Member]:
+    """Every member of the tarball, sorted, with its final content and mode (directories included)."""
+    versions = {}
+    members: dict[str, Member] = {}
+    for component in COMPONENTS:
+        versions[component] = read_staging_manifest(settings, recipe, component)["version"]
+        for member in staged_members(staging_root(settings, recipe) / component, component, recipe.target.arch):
+            if member.path in members:
+                raise PackageError(f"cannot package {recipe.name} because {member.path} is staged by two components", hint="check the staging trees")
+            members[member.path] = member
+    if "etc/crio/crio.conf" not in members:
+        raise PackageError(f"cannot package {recipe.name} because the cri-o staging tree has no etc/crio/crio.conf", hint=f"rebuild it: `doit compile:{recipe.name}:cri-o`")
+    binaries = {PurePosixPath(p).name for p in members if p.startswith("bin/")}
+    for path, member in list(members.items()):
+        if path == "etc/crio/crio.conf":
+            members[path] = Member(path, member.mode, data=rewrite_crio_conf(member.data.decode()).encode())  # type: ignore[union-attr]
+        elif path.startswith("systemd/") and member.data is not None:
+            members[path] = Member(path, member.mode, data=rewrite_unit(member.data.decode(), binaries).encode())
+    crio_units = [m for p, m in members.items() if p.startswith("systemd/crio") and m.data is not None]
+    if not any(f"{DEFAULT_PREFIX}/bin/crio" in m.data.decode() for m in crio_units):  # type: ignore[union-attr]
+        raise PackageError(f"cannot package {recipe.name} because no staged crio unit starts {DEFAULT_PREFIX}/bin/crio", hint="check usr/lib/systemd/system/crio.service in the cri-o staging tree")
+    # Configuration the target may lack (Debian's containers-common has it), unless a component staged its own.
+    for path in sorted(p for p in (DATA / "etc").rglob("*") if p.is_file()):
+        rel = "etc/" + path.relative_to(DATA / "etc").as_posix()
+        members.setdefault(rel, Member(rel, 0o644, data=path.read_bytes()))
+    libraries = runtime_libraries(list(members.values()))
+    packages = runtime_packages(list(libraries))
+    values = {
+        "VERSION": recipe.crio.version, "ARCH": str(recipe.target.arch), "UNAME": recipe.target.arch.to_uname(),
+        "CONMON_VERSION": versions["conmon"], "CNI_VERSION": versions["cni-plugins"], "CRICTL_VERSION": versions["cri-tools"],
+        "RECIPE": recipe.name, "LIBRARIES": " ".join(libraries) or "none",
+        "PACKAGES": " ".join(packages) or "none", "APT_PACKAGES": " ".join(packages),
+    }  # fmt: skip
+    members["install"] = Member("install", 0o755, data=fill((DATA / "install").read_text(), values).encode())
+    members["README.md"] = Member("README.md", 0o644, data=fill((DATA / "README.md").read_text(), values).encode())
+    members["kernel_check.py"] = Member("kernel_check.py", 0o755, data=KERNEL_CHECK.read_bytes())
+    directories = {str(parent) for p in members for parent in PurePosixPath(p).parents if str(parent) != "."}
+    for d in directories:
+        members[d] = Member(d, 0o755)
+    return sorted(members.values(), key=lambda m: PurePosixPath(m.path).parts)
+
+
+def write_tar(members: list[Member], dest: Path, mtime: int) -> None:
+    """A gzipped tar of members under TOP/: owner root, fixed mtime, no gzip name or time; atomic."""
+    tmp = dest.with_name(dest.name + ".partial")
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        with tmp.open("wb") as raw, gzip.GzipFile(filename="", mode="wb", fileobj=raw, compresslevel=GZIP_LEVEL, mtime=0) as gz:
+            with tarfile.open(fileobj=gz, mode="w", format=tarfile.GNU_FORMAT) as tar:
+                for m in [Member(TOP, 0o755)] + [Member(f"{TOP}/{x.path}", x.mode, x.data, x.link) for x in members]:
+                    tar.addfile(*tar_entry(m, mtime))
+        tmp.rename(dest)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def tar_entry(m: Member, mtime: int) -> tuple[tarfile.TarInfo, io.BytesIO | None]:
+    info = tarfile.TarInfo(m.path)
+    info.mode = m.mode
+    info.uid = info.gid = 0
+    info.uname = info.gname = "root"
+    info.mtime = mtime
+    if m.kind == "dir":
+        info.type = tarfile.DIRTYPE
+        return info, None
+    if m.kind == "symlink":
+        info.type = tarfile.SYMTYPE
+        info.linkname = m.link  # type: ignore[assignment]
+        return info, None
+    info.size = len(m.data)  # type: ignore[arg-type]
+    return info, io.BytesIO(m.data)  # type: ignore[arg-type]
+
+
+def source_date_epoch(recipe: Recipe, settings: Settings) -> int:
+    """The cri-o pin's commit time: recorded in its staging manifest, else read from the cached clone."""
+    staged = read_staging_manifest(settings, recipe, "cri-o")
+    if isinstance(staged.get("source_date_epoch"), int):
+        return staged["source_date_epoch"]
+    from .sources import clone_dir
+
+    clone = clone_dir(recipe.crio, settings)
+    out = subprocess.run(["git", f"--git-dir={clone}", "log", "-1", "--format=%ct", recipe.crio.commit], capture_output=True, text=True)
+    if out.returncode != 0 or not out.stdout.strip().isdigit():
+        raise PackageError(
+            f"cannot date the tarball because the staged cri-o manifest has no source_date_epoch and {clone} does not have commit {recipe.crio.commit}",
+            hint=f"run `doit source:{recipe.name}:cri-o` or rebuild cri-o",
+        )
+    return int(out.stdout.strip())
+
+
 def make_tarball(recipe: Recipe, settings: Settings) -> None:
-    raise NotImplementedError
+    members = tarball_members(recipe, settings)
+    dest = tarball_path(recipe, settings)
+    write_tar(members, dest, source_date_epoch(recipe, settings))
+    print(f"{dest}: {sum(m.kind != 'dir' for m in members)} files, {dest.stat().st_size} bytes")
 
 
-def write_sums_and_manifest(recipe: Recipe, settings: Settings) -> None:
-    raise NotImplementedError
+def installed_files(member_paths: list[str]) -> list[str]:
+    """What `./install` puts on a machine that has none of it (default PREFIX and CNIDIR), sorted."""
+    paths = list(RECORDS)
+    for path in member_paths:
+        for section, destination in DESTINATIONS.items():
+            if path.startswith(section):
+                paths.append(destination + path[len(section):])
+    return sorted(paths)
+
+
+# --------------------------------------------------------------------------- SHA256SUMS and manifest.json
+
+
+def sha256_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def artifact_files(directory: Path) -> list[Path]:
+    """The artifacts of a recipe: every .deb and .tar.gz in its directory, sorted by name."""
+    return sorted((p for p in directory.iterdir() if p.is_file() and (p.name.endswith(".deb") or p.name.endswith(".tar.gz"))), key=lambda p: p.name)
+
+
+def tarball_contents(path: Path) -> list[dict[str, Any]]:
+    entries = []
+    with tarfile.open(path) as tar:
+        for info in tar:
+            name = info.name.removeprefix(f"{TOP}/")
+            if info.isdir():
+                continue
+            entry: dict[str, Any] = {"path": name, "mode": f"{stat.S_IMODE(info.mode):04o}"}
+            if info.issym():
+                entry["link"] = info.linkname
+            else:
+                data = tar.extractfile(info).read()  # type: ignore[union-attr]
+                entry |= {"size": len(data), "sha256": hashlib.sha256(data).hexdigest()}
+                if name.startswith(EXECUTABLE_SECTIONS) and needed_libraries(data):
+                    entry["needs"] = needed_libraries(data)
+            entries.append(entry)
+    return entries
+
+
+def image_info(client: Any, name: str) -> dict[str, Any]:
+    import docker.errors
+
+    try:
+        image = client.images.get(name)
+    except docker.errors.ImageNotFound:
+        raise PackageError(f"cannot record the image {name} in manifest.json because the Docker engine no longer has it", hint="rebuild (doit compile ...) so the image exists again") from None
+    return {"name": name, "id": image.id, "repo_digests": sorted(image.attrs.get("RepoDigests") or [])}
+
+
+def build_manifest(recipe: Recipe, settings: Settings, artifacts: list[Path], images: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    from .images import base_image_name
+    from .modes import resolve_mode
+
+    staged = {c: read_staging_manifest(settings, recipe, c) for c in COMPONENTS}
+    modes = sorted({s["mode"] for s in staged.values()})
+    builders = sorted({s["builder_image"] for s in staged.values()})
+    mode = resolve_mode(modes[0], recipe.target.arch)
+    go_arch = mode.toolchain_arch(recipe.target.arch)
+    tarball = tarball_path(recipe, settings)
+    contents = tarball_contents(tarball) if tarball.exists() else []
+    sonames = sorted({soname for e in contents for soname in e.get("needs", [])})
+    return {
+        "schema": 1,
+        "recipe": {
+            "name": recipe.name, "file": recipe.path.name, "sha256": sha256_file(recipe.path),
+            "target": {"distro": recipe.target.distro, "suite": recipe.target.suite, "arch": str(recipe.target.arch), "mirror": recipe.target.mirror},
+            "cgroup_manager": recipe.cgroup_manager, "pause_image": recipe.pause_image, "revision": recipe.revision,
+        },
+        "components": {
+            c: {k: s.get(k) for k in ("version", "repo", "tag", "branch", "commit", "source_date_epoch", "mode", "builder_image")}
+            for c, s in staged.items()
+        },
+        "go": {"version": recipe.go.version, "arch": str(go_arch), "tarball": recipe.go.tarball(go_arch), "sha256": recipe.go.sha256.get(go_arch)},
+        "mode": modes[0] if len(modes) == 1 else modes,
+        "builder_image": images[builders[0]] if len(builders) == 1 else [images[b] for b in builders],
+        "base_image": images[base_image_name(mode.builder_target(recipe.target))],
+        "source_date_epoch": source_date_epoch(recipe, settings),
+        "artifacts": [{"name": p.name, "size": p.stat().st_size, "sha256": sha256_file(p)} for p in artifacts],
+        "tarball": {
+            "name": tarball.name,
+            "top": TOP,
+            "members": contents,
+            "install": {"prefix": DEFAULT_PREFIX, "cnidir": DEFAULT_CNIDIR, "files": installed_files([e["path"] for e in contents])},
+            "runtime": {"libraries": sonames, "debian_packages": runtime_packages(sonames)},
+        },
+    }  # fmt: skip
+
+
+def image_names(recipe: Recipe, settings: Settings) -> list[str]:
+    """The builder images the staged components name, and the base images under them."""
+    from .images import base_image_name
+    from .modes import resolve_mode
+
+    staged = [read_staging_manifest(settings, recipe, c) for c in COMPONENTS]
+    names = {s["builder_image"] for s in staged}
+    names |= {base_image_name(resolve_mode(s["mode"], recipe.target.arch).builder_target(recipe.target)) for s in staged}
+    return sorted(names)
+
+
+def docker_images(names: list[str]) -> dict[str, dict[str, Any]]:
+    from .container import docker_client
+
+    client = docker_client()
+    return {name: image_info(client, name) for name in names}
+
+
+def write_sums_and_manifest(recipe: Recipe, settings: Settings, lookup_images: Any = docker_images) -> None:
+    """manifest.json (what went in) and SHA256SUMS (over every artifact and the manifest), atomically.
+
+    lookup_images(names) -> {name: {"name", "id", "repo_digests"}}: the Docker engine's answer by default.
+    """
+    directory = settings.artifacts / recipe.name
+    artifacts = artifact_files(directory) if directory.is_dir() else []
+    if not artifacts:
+        raise PackageError(f"cannot write SHA256SUMS for {recipe.name} because {directory} has no .deb or .tar.gz", hint=f"run `doit build:{recipe.name}`")
+    images = lookup_images(image_names(recipe, settings))
+    manifest = build_manifest(recipe, settings, artifacts, images)
+    write_atomically(directory / "manifest.json", json.dumps(manifest, indent=2) + "\n")
+    lines = [f"{sha256_file(p)}  {p.name}\n" for p in [*artifacts, directory / "manifest.json"]]
+    write_atomically(directory / "SHA256SUMS", "".join(lines))
+    print(f"{directory}/SHA256SUMS: {len(lines)} files")
+
+
+def write_atomically(path: Path, text: str) -> None:
+    tmp = path.with_name(path.name + ".partial")
+    tmp.write_text(text)
+    tmp.rename(path)
+
+
+# --------------------------------------------------------------------------- doit tasks
 
 
 def tarball_task(recipe: Recipe, settings: Settings) -> dict[str, Any]:
@@ -29,10 +487,15 @@ def tarball_task(recipe: Recipe, settings: Settings) -> dict[str, Any]:
         "name": recipe.name,
         "doc": f"release tarball {tarball_path(recipe, settings).name} with an install script",
         "actions": [(as_action(make_tarball), [recipe, settings])],
-        "file_dep": [staging_manifest(settings, recipe, c) for c in COMPONENTS],
+        "file_dep": [staging_manifest(settings, recipe, c) for c in COMPONENTS] + package_data(),
         "targets": [tarball_path(recipe, settings)],
         "verbosity": 2,
     }
+
+
+def package_data() -> list[Path]:
+    """The files of this tool that go into every tarball: a change to one makes a new tarball."""
+    return sorted(p for p in DATA.rglob("*") if p.is_file()) + [KERNEL_CHECK]
 
 
 def sums_task(recipe: Recipe, settings: Settings) -> dict[str, Any]:
@@ -45,7 +508,7 @@ def sums_task(recipe: Recipe, settings: Settings) -> dict[str, Any]:
         "name": recipe.name,
         "doc": "SHA256SUMS and manifest.json over every artifact of the recipe",
         "actions": [(as_action(write_sums_and_manifest), [recipe, settings])],
-        "file_dep": artifacts,
+        "file_dep": artifacts + [recipe.path],
         "targets": [out / "SHA256SUMS", out / "manifest.json"],
         "verbosity": 2,
     }
