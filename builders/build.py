@@ -165,11 +165,15 @@ def build_component(recipe: Recipe, name: str, settings: Settings) -> None:
     shutil.rmtree(work, ignore_errors=True)
 
 
+def image_id(name: str) -> str:
+    return docker_client().images.get(name).id
+
+
 def write_manifest(path: Path, recipe: Recipe, c: Component, mode: BuildMode, image: str, binaries: list[str], epoch: int, steps: list[dict]) -> None:
     data = {
         "component": c.name, "version": c.version, "repo": c.repo, "tag": c.tag, "branch": c.branch,
         "commit": c.commit, "source_date_epoch": epoch, "go": recipe.go.version, "mode": mode.name,
-        "builder_image": image, "binaries": binaries, "steps": steps,
+        "builder_image": image, "builder_image_id": image_id(image), "binaries": binaries, "steps": steps,
     }  # fmt: skip
     tmp = path.with_suffix(".json.partial")
     tmp.write_text(json.dumps(data, indent=2) + "\n")

@@ -416,7 +416,7 @@ def build_manifest(recipe: Recipe, settings: Settings, artifacts: list[Path], im
             "cgroup_manager": recipe.cgroup_manager, "pause_image": recipe.pause_image, "revision": recipe.revision,
         },
         "components": {
-            c: {k: s.get(k) for k in ("version", "repo", "tag", "branch", "commit", "source_date_epoch", "mode", "builder_image")}
+            c: {k: s.get(k) for k in ("version", "repo", "tag", "branch", "commit", "source_date_epoch", "mode", "builder_image", "builder_image_id")}
             for c, s in staged.items()
         },
         "go": {"version": recipe.go.version, "arch": str(go_arch), "tarball": recipe.go.tarball(go_arch), "sha256": recipe.go.sha256.get(go_arch)},
