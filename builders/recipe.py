@@ -12,6 +12,7 @@ from .arch import Arch
 from .errors import RecipeError
 
 COMPONENTS = ("cri-o", "conmon", "cni-plugins", "cri-tools")
+DEFAULT_MAINTAINER = "criobuild <criobuild@users.noreply.github.com>"
 CGROUP_MANAGERS = ("systemd", "cgroupfs")
 COMMIT_RE = re.compile(r"^[0-9a-f]{40}$")
 SHA256_RE = re.compile(r"^[0-9a-f]{64}$")
@@ -218,7 +219,7 @@ def build_recipe(path: Path, data: dict[str, Any]) -> Recipe:
         cgroup_manager=choice(path, "config.cgroup_manager", data["config"]["cgroup_manager"], CGROUP_MANAGERS),
         pause_image=data["config"]["pause_image"],
         revision=package.get("revision", "1"),
-        maintainer=package.get("maintainer", "criobuild <criobuild@localhost>"),
+        maintainer=package.get("maintainer", DEFAULT_MAINTAINER),
         build_packages=tuple(data["target"].get("packages", ())),
         components={name: build_component(path, name, data["components"][name]) for name in COMPONENTS},
     )
