@@ -99,11 +99,16 @@ class Recipe:
     def crio(self) -> Component:
         return self.components["cri-o"]
 
-    def fingerprint(self, component: str | None = None) -> dict[str, Any]:
-        """The slice of the recipe a task reads; feeds doit's config_changed."""
-        base = {"go": self.go.version, "go_sha256": dict(self.go.sha256), "target": repr(self.target)}
-        names = [component] if component else list(COMPONENTS)
-        return base | {n: repr(self.components[n]) for n in names}
+    def fingerprint(self, component: str, go_arch: Arch) -> dict[str, Any]:
+        """What building one component reads from the recipe; feeds doit's config_changed.
+
+        Only the toolchain that builds it counts: pinning the other architecture's Go rebuilds nothing.
+        """
+        settings = {"cgroup_manager": self.cgroup_manager, "pause_image": self.pause_image} if component == "cri-o" else {}
+        return {
+            "go": self.go.version, "go_sha256": self.go.sha256.get(go_arch), "target": repr(self.target),
+            "component": repr(self.components[component]), **settings,
+        }  # fmt: skip
 
 
 def load_recipe(path: Path) -> Recipe:

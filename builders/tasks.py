@@ -56,7 +56,7 @@ def compile_task(recipe: Recipe, component: str, settings: Settings) -> dict[str
         "actions": [(as_action(build_component), [recipe, component, settings])],
         "file_dep": [stamp_path(recipe, component, settings), completion_marker(recipe.go, go_arch, settings)],
         "targets": [staging_manifest(settings, recipe, component)],
-        "uptodate": [config_changed({"recipe": recipe.fingerprint(component), "mode": mode.name, "packages": mode.packages(recipe)})],
+        "uptodate": [config_changed({"recipe": recipe.fingerprint(component, go_arch), "mode": mode.name, "packages": mode.packages(recipe)})],
         "verbosity": 2,
     }
 

@@ -102,6 +102,24 @@ def test_a_second_build_with_nothing_changed_rebuilds_nothing(pipeline: Pipeline
     assert "+ make" not in result.stdout
 
 
+def test_doit_build_makes_every_artifact_with_checksums(pipeline: Pipeline, built) -> None:
+    result = pipeline.doit("build:crio-1.18")
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    names = sorted(p.name for p in pipeline.artifacts.iterdir() if p.is_file())
+    assert names == [
+        "SHA256SUMS",
+        "conmon_2.0.19-1~deb12_arm64.deb",
+        "containernetworking-plugins_0.8.5-1~deb12_arm64.deb",
+        "cri-o.arm64.v1.18.1.tar.gz",
+        "cri-o_1.18.1-1~deb12_arm64.deb",
+        "cri-tools_1.18.0-1~deb12_arm64.deb",
+        "manifest.json",
+    ]
+    check = subprocess.run(["sha256sum", "-c", "SHA256SUMS"], cwd=pipeline.artifacts, capture_output=True, text=True)
+    assert check.returncode == 0, check.stdout + check.stderr
+    assert check.stdout.count(": OK") == 6
+
+
 def test_changing_one_pin_rebuilds_only_that_component(pipeline: Pipeline, built, docker_engine, arm64_builder_image) -> None:
     pipeline.write_recipe(conmon_tag="v2.0.18")
     try:

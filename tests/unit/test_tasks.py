@@ -1,0 +1,54 @@
+"""The task graph: what each step depends on decides what a changed pin rebuilds."""
+from __future__ import annotations
+
+from dataclasses import replace
+from pathlib import Path
+
+from builders.arch import Arch
+from builders.recipe import COMPONENTS, load_recipe
+from builders.settings import load_settings
+from builders.tasks import build_task, compile_task
+
+REPO = Path(__file__).resolve().parents[2]
+RECIPE = load_recipe(REPO / "recipes" / "crio-1.18.toml")
+
+
+def settings(tmp_path: Path, mode: str = "qemu"):
+    return load_settings({"CRIOBUILD_CACHE": str(tmp_path / "c"), "CRIOBUILD_ARTIFACTS": str(tmp_path / "a"), "CRIOBUILD_MODE": mode})
+
+
+def test_compile_depends_on_its_source_pin_and_the_toolchain_and_targets_its_staging_manifest(tmp_path: Path) -> None:
+    task = compile_task(RECIPE, "conmon", settings(tmp_path))
+    assert task["name"] == "crio-1.18:conmon"
+    deps = [str(p) for p in task["file_dep"]]
+    assert deps[0].endswith("crio-1.18/.stamps/source-conmon")
+    assert "go1.14.15.linux-arm64" in deps[1]
+    assert [str(t) for t in task["targets"]] == [str(tmp_path / "a" / "crio-1.18" / "staging" / "conmon.json")]
+
+
+def test_cross_builds_with_the_hosts_toolchain(tmp_path: Path) -> None:
+    task = compile_task(RECIPE, "conmon", settings(tmp_path, "cross"))
+    assert any("linux-amd64" in str(p) for p in task["file_dep"])
+
+
+def test_a_pin_change_reaches_only_its_own_component() -> None:
+    repinned = replace(RECIPE, components=RECIPE.components | {"conmon": replace(RECIPE.components["conmon"], commit="a" * 40)})
+    for component in COMPONENTS:
+        changed = repinned.fingerprint(component, Arch.arm64) != RECIPE.fingerprint(component, Arch.arm64)
+        assert changed == (component == "conmon"), component
+
+
+def test_the_other_architectures_go_checksum_rebuilds_nothing() -> None:
+    other = replace(RECIPE, go=replace(RECIPE.go, sha256=RECIPE.go.sha256 | {Arch.amd64: "b" * 64}))
+    assert all(other.fingerprint(c, Arch.arm64) == RECIPE.fingerprint(c, Arch.arm64) for c in COMPONENTS)
+    assert all(other.fingerprint(c, Arch.amd64) != RECIPE.fingerprint(c, Arch.amd64) for c in COMPONENTS)
+
+
+def test_crio_conf_settings_rebuild_cri_o_only() -> None:
+    cgroupfs = replace(RECIPE, cgroup_manager="cgroupfs")
+    assert cgroupfs.fingerprint("cri-o", Arch.arm64) != RECIPE.fingerprint("cri-o", Arch.arm64)
+    assert cgroupfs.fingerprint("conmon", Arch.arm64) == RECIPE.fingerprint("conmon", Arch.arm64)
+
+
+def test_build_ends_with_the_checksums(tmp_path: Path) -> None:
+    assert build_task(RECIPE, settings(tmp_path))["task_dep"] == ["sums:crio-1.18"]
