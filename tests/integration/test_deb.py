@@ -26,7 +26,6 @@ pytestmark = [pytest.mark.docker, pytest.mark.emulation, pytest.mark.slow]
 
 PACKAGES = ("cri-o", "conmon", "containernetworking-plugins", "cri-tools")
 TASKS = tuple(f"deb:crio-1.18:{p}" for p in PACKAGES)
-MAINTAINER = "Fixture Packager <packager@fixture.example>"
 # The paths crio.conf gives for conmon, runc (empty: found in PATH) and the CNI plugins exist once installed.
 CONF_NAMES_INSTALLED_PATHS = r"""
 conmon=$(sed -n 's/^conmon = "\(.*\)"/\1/p' /etc/crio/crio.conf)
@@ -63,11 +62,11 @@ def run_doit(pipeline: Pipeline, *args: str) -> None:
 def debs(pipeline: Pipeline, built, tmp_path_factory) -> Iterator[Debs]:
     keep = tmp_path_factory.mktemp("debs")
     try:
-        pipeline.write_recipe(maintainer=MAINTAINER, revision="0")
+        pipeline.write_recipe(revision="0")  # the default maintainer, as a user gets it
         run_doit(pipeline, "deb:crio-1.18:cri-o")
         (old := keep / "old").mkdir()
         old_crio = Path(shutil.move(debs_in(pipeline.artifacts)["cri-o"], old))
-        pipeline.write_recipe(maintainer=MAINTAINER)
+        pipeline.write_recipe()
         run_doit(pipeline, "-n", "2", *TASKS)
         (first := keep / "first").mkdir()
         for deb in debs_in(pipeline.artifacts).values():
