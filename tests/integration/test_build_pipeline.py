@@ -12,7 +12,7 @@ import pytest
 from builders.arch import Arch
 from builders.container import leftover_containers
 from builders.elf import E_MACHINE, elf_machine
-from tests.fixtures.pipeline import REPO, Pipeline, run_staged
+from tests.fixtures.pipeline import REPO, Pipeline, compile_all, run_staged
 
 pytestmark = [pytest.mark.docker, pytest.mark.emulation, pytest.mark.slow]
 COMPONENTS = ("cri-o", "conmon", "cni-plugins", "cri-tools")
@@ -132,3 +132,4 @@ def test_changing_one_pin_rebuilds_only_that_component(pipeline: Pipeline, built
         assert conmon.startswith("conmon version 2.0.18")
     finally:
         pipeline.write_recipe()
+        compile_all(pipeline)  # leave the session's staging as the other tests expect it
