@@ -27,6 +27,7 @@ OUT = "/out"
 GOROOT = "/usr/local/go"
 CNI_DIR = "/usr/lib/cni"
 CONMON_PATH = "/usr/bin/conmon"
+RUNC_PATH = "/usr/sbin/runc"  # Debian's runc package
 
 
 @dataclass(frozen=True)
@@ -47,6 +48,7 @@ def crio_conf_overrides(recipe: Recipe) -> str:
         f"--cgroup-manager={recipe.cgroup_manager}",
         f"--pause-image={recipe.pause_image}",
         f"--conmon={CONMON_PATH}",
+        f"--runtimes=runc:{RUNC_PATH}:/run/runc",
         f"--cni-plugin-dir={CNI_DIR}",
         "--cni-plugin-dir=/opt/cni/bin",
     ])  # fmt: skip
@@ -61,7 +63,7 @@ def crio_steps(recipe: Recipe, c: Component) -> list[Step]:
         make("docs"),
         make("install.bin-nobuild", "install.config-nobuild", "install.man-nobuild", "install.completions", "install.systemd", *install_vars),
         sh(f"install -D -m 644 -t {OUT}/etc/cni/net.d contrib/cni/10-crio-bridge.conf contrib/cni/99-loopback.conf"),
-        sh(f"sed -i 's|/usr/local/bin/crio|/usr/bin/crio|' {OUT}/usr/lib/systemd/system/*.service"),
+        sh(f"sed -i --follow-symlinks 's|/usr/local/bin/crio|/usr/bin/crio|' {OUT}/usr/lib/systemd/system/*.service"),
     ]
 
 

@@ -87,6 +87,7 @@ def test_generated_crio_conf_has_the_recipe_settings_and_package_paths(pipeline:
     assert 'cgroup_manager = "systemd"' in conf
     assert 'pause_image = "k8s.gcr.io/pause:3.2"' in conf
     assert 'conmon = "/usr/bin/conmon"' in conf
+    assert 'runtime_path = "/usr/sbin/runc"' in conf
     assert '"/usr/lib/cni"' in conf and '"/opt/cni/bin"' in conf
 
 

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import re
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -54,3 +55,23 @@ def test_cross_binaries_print_the_same_versions_under_emulation(
 def test_cross_generates_the_same_crio_conf(pipeline: Pipeline, built, cross_pipeline: Pipeline, cross_built) -> None:
     conf = Path("etc/crio/crio.conf")
     assert (cross_pipeline.artifacts / "staging" / "cri-o" / conf).read_text() == (pipeline.artifacts / "staging" / "cri-o" / conf).read_text()
+
+
+def deb_facts(pipeline: Pipeline) -> dict[str, dict[str, object]]:
+    facts = {}
+    for deb in sorted(pipeline.artifacts.glob("*.deb")):
+        fields = subprocess.run(["dpkg-deb", "-f", str(deb), "Package", "Version", "Architecture", "Depends"], capture_output=True, text=True, check=True).stdout
+        listing = subprocess.run(["dpkg-deb", "-c", str(deb)], capture_output=True, text=True, check=True).stdout
+        files = sorted(line.split()[5] for line in listing.splitlines())
+        facts[deb.name] = {"fields": fields, "files": files}
+    return facts
+
+
+def test_cross_packages_equal_the_emulated_ones(pipeline: Pipeline, built, cross_pipeline: Pipeline, cross_built) -> None:
+    debs = [f"deb:crio-1.18:{p}" for p in ("cri-o", "conmon", "containernetworking-plugins", "cri-tools")]
+    for p in (pipeline, cross_pipeline):
+        result = p.doit(*debs)
+        assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    emulated, crossed = deb_facts(pipeline), deb_facts(cross_pipeline)
+    assert len(crossed) == 4
+    assert crossed == emulated
