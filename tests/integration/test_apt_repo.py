@@ -1,8 +1,8 @@
 """The signed apt repository (`doit repo`): made with apt-ftparchive and gpg, checked with gpgv, and
 installed from by apt in a clean arm64 container over HTTP, dependencies from the Debian mirror included.
 
-The .debs are small ones made here with dpkg-deb, named and versioned the way deb_task names the
-recipe's packages (cri-o depends on conmon, containernetworking-plugins and Debian's iptables).
+The host-side checks use small .debs made here with dpkg-deb, named and versioned the way deb_task
+names the recipe's packages; the container test serves the fixture upstreams' real .debs from the pipeline.
 """
 from __future__ import annotations
 
@@ -34,8 +34,6 @@ FAKE = {
     "cni-plugins": ("usr/lib/cni/bridge", "CNI bridge plugin v{v}", ""),
     "cri-tools": ("usr/bin/crictl", "crictl version v{v}", ""),
 }
-TOOLS = ("apt-ftparchive", "gpg", "gpgv", "dpkg-deb")
-pytestmark = pytest.mark.skipif(not all(shutil.which(t) for t in TOOLS), reason=f"needs {', '.join(TOOLS)} (.ci/setup-host installs them)")
 
 
 # -- fixtures ------------------------------------------------------------------------------------------
@@ -203,19 +201,30 @@ def test_accept_task_depends_on_the_recipes_debs_and_refuses_missing_ones(tmp_pa
 # -- in a clean arm64 container ------------------------------------------------------------------------
 
 
+@pytest.fixture(scope="module")
+def pipeline_debs(pipeline, built) -> tuple[Recipe, object]:
+    """The four .debs of the fixture upstreams, built by the real pipeline (`doit deb:…`)."""
+    result = pipeline.doit(*(f"deb:crio-1.18:{PACKAGE_NAMES[c]}" for c in COMPONENTS))
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    recipe = load_recipe(Path(pipeline.env["CRIOBUILD_RECIPES"]) / "crio-1.18.toml")
+    return recipe, replace(load_settings(pipeline.env), artifacts=Path(pipeline.env["CRIOBUILD_ARTIFACTS"]))
+
+
 @pytest.mark.docker
 @pytest.mark.emulation
 @pytest.mark.slow
-def test_a_clean_arm64_bookworm_installs_cri_o_from_the_repository(use_gnupg: GnuPG, settings, http_server, docker_engine, arm64_base_image, tmp_path) -> None:
+def test_a_clean_arm64_bookworm_installs_cri_o_from_the_repository(use_gnupg: GnuPG, pipeline_debs, http_server, docker_engine, arm64_base_image, tmp_path) -> None:
+    recipe, settings = pipeline_debs
     served, _ = http_server.subdir("apt-repo")
     shutil.rmtree(served)
-    apt_repo.build_repo([RECIPE], settings, key_id=use_gnupg.key, out=served)
+    apt_repo.build_repo([recipe], settings, key_id=use_gnupg.key, out=served)
     keys = tmp_path / "keys"
     keys.mkdir()
     shutil.copy(served / apt_repo.KEYRING, keys / "criobuild.gpg")
     use_gnupg.export(use_gnupg.other, keys / "other.gpg")
     url = f"{http_server.url}/apt-repo"
     sources = "/etc/apt/sources.list.d/criobuild.list"
+    apt_env = {"DEBIAN_FRONTEND": "noninteractive"}
 
     def entry(keyring: str) -> list[str]:
         return ["sh", "-c", f"echo 'deb [signed-by=/etc/apt/keyrings/{keyring}] {url} {SUITE} main' > {sources}"]
@@ -230,21 +239,16 @@ def test_a_clean_arm64_bookworm_installs_cri_o_from_the_repository(use_gnupg: Gn
         said = refused.output.decode(errors="replace")
         assert refused.exit_code != 0, said
         assert "NO_PUBKEY" in said or "not signed" in said, said
-        # Our key: apt trusts the repository, installs cri-o, and takes iptables from the Debian mirror.
+        # Our key, and the README's preference for this origin (bookworm's own conmon and CNI plugins are newer).
         box.call(entry("criobuild.gpg"))
-        box.call(["apt-get", "update", "-q"], env={"DEBIAN_FRONTEND": "noninteractive"})
-        box.call(["apt-get", "install", "-y", "-q", "--no-install-recommends", "cri-o"], env={"DEBIAN_FRONTEND": "noninteractive"})
-        assert box.output(["crio", "--version"]).strip() == f"crio version {RECIPE.crio.version}"
-        policy = box.output(["apt-cache", "policy", "cri-o"])
-        assert f"*** {deb_version(RECIPE, 'cri-o')} 500\n        500 {url} {SUITE}/main arm64 Packages" in policy, policy
-        # bookworm has newer conmon and CNI plugins of its own, which satisfy cri-o's (>=) dependencies and win
-        # on version; ours install when asked for by version.
-        ours = {PACKAGE_NAMES[c]: deb_version(RECIPE, c) for c in COMPONENTS}
-        box.call(["apt-get", "install", "-y", "-q", "--no-install-recommends", "--allow-downgrades",
-                  *(f"{name}={version}" for name, version in ours.items())], env={"DEBIAN_FRONTEND": "noninteractive"})  # fmt: skip
-        installed = box.output(["dpkg-query", "-W", "-f", "${Package} ${Version}\n", *ours, "iptables"])
+        box.call(["sh", "-c", "printf 'Package: cri-o conmon containernetworking-plugins cri-tools\\nPin: release o=criobuild\\nPin-Priority: 1001\\n' > /etc/apt/preferences.d/criobuild"])
+        box.call(["apt-get", "update", "-q"], env=apt_env)
+        box.call(["apt-get", "install", "-y", "-q", "--no-install-recommends", "cri-o", "cri-tools"], env=apt_env)
+        ours = {PACKAGE_NAMES[c]: deb_version(recipe, c) for c in COMPONENTS}
+        installed = box.output(["dpkg-query", "-W", "-f", "${Package} ${Version}\n", *ours, "runc", "iptables", "conntrack"])
         versions = dict(line.split(" ", 1) for line in installed.splitlines())
         assert {name: versions[name] for name in ours} == ours
-        assert versions["iptables"]  # from the Debian mirror
-        assert box.output(["crictl", "--version"]).strip() == f"crictl version v{RECIPE.components['cri-tools'].version}"
+        assert versions["runc"] and versions["iptables"] and versions["conntrack"]  # from the Debian mirror
+        assert box.output(["crio", "--version"]).splitlines()[0] == f"crio version {recipe.crio.version}"
+        assert box.output(["crictl", "--version"]).strip() == f"crictl version {recipe.components['cri-tools'].version}"
     assert any(p.startswith("apt-repo/dists/bookworm/InRelease") for p in http_server.requests)

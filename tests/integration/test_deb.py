@@ -65,7 +65,7 @@ def debs(pipeline: Pipeline, built, tmp_path_factory) -> Iterator[Debs]:
         pipeline.write_recipe(revision="0")  # the default maintainer, as a user gets it
         run_doit(pipeline, "deb:crio-1.18:cri-o")
         (old := keep / "old").mkdir()
-        old_crio = Path(shutil.move(debs_in(pipeline.artifacts)["cri-o"], old))
+        old_crio = Path(shutil.move(next(pipeline.artifacts.glob("cri-o_*-0~*.deb")), old))
         pipeline.write_recipe()
         run_doit(pipeline, "-n", "2", *TASKS)
         (first := keep / "first").mkdir()
