@@ -9,11 +9,15 @@ from __future__ import annotations
 import json
 import shutil
 import subprocess
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
+import docker
+
 from . import elf
 from .container import Container, docker_client
+from .errors import ContainerError
 from .go_toolchain import ensure_go
 from .images import ensure_builder_image
 from .modes import BuildMode, resolve_mode
@@ -129,15 +133,33 @@ def commit_epoch(source: Path) -> int:
 
 
 def build_component(recipe: Recipe, name: str, settings: Settings) -> None:
-    """Check out, build in a container, verify the ELF architecture, and stage atomically."""
-    component = recipe.components[name]
+    """Check out, build in a container, verify the ELF architecture, and stage atomically.
+
+    In auto mode a component that cross mode cannot build is built again under emulation.
+    """
     mode = resolve_mode(settings.mode, recipe.target.arch)
-    mode.preflight(settings)
-    client = docker_client()
+    try:
+        build_with(mode, recipe, name, settings)
+    except ContainerError as error:
+        if settings.mode != "auto" or mode.name != "cross":
+            raise
+        print(f"cross mode could not build {name} ({error.message.splitlines()[0]}); building it under emulation", file=sys.stderr)
+        build_with(resolve_mode("qemu", recipe.target.arch), recipe, name, settings)
+
+
+def prepare_builder(client: docker.DockerClient, mode: BuildMode, recipe: Recipe, settings: Settings) -> tuple[str, str]:
+    """The builder image and the Go toolchain volume for this mode."""
     image = ensure_builder_image(client, mode.builder_target(recipe.target), mode.packages(recipe), settings.base_source)
     toolchain_arch = mode.toolchain_arch(recipe.target.arch)
     goroot = ensure_go(recipe.go, toolchain_arch, settings)
-    go_volume = ensure_go_volume(client, image, goroot, recipe.go.sha256[toolchain_arch])
+    return image, ensure_go_volume(client, image, goroot, recipe.go.sha256[toolchain_arch])
+
+
+def build_with(mode: BuildMode, recipe: Recipe, name: str, settings: Settings) -> None:
+    component = recipe.components[name]
+    mode.preflight(settings)
+    client = docker_client()
+    image, go_volume = prepare_builder(client, mode, recipe, settings)
     work = settings.cache / "work" / recipe.name / name
     shutil.rmtree(work, ignore_errors=True)
     source = checkout(component, settings, work)
@@ -149,9 +171,8 @@ def build_component(recipe: Recipe, name: str, settings: Settings) -> None:
     log_path.parent.mkdir(parents=True, exist_ok=True)
     volumes = {go_volume: {"bind": GOROOT, "mode": "ro"}, f"criobuild-gocache-{recipe.target.arch}-{mode.name}": {"bind": "/cache", "mode": "rw"}}
     epoch = commit_epoch(source)
-    env = build_env(mode, epoch)
     owner = str(settings.artifacts)
-    with log_path.open("w") as log, Container(client, image, volumes=volumes, env=env, workdir=SRC, log=log, what=f"{recipe.name} {name}", owner=owner) as box:
+    with log_path.open("w") as log, Container(client, image, volumes=volumes, env=build_env(mode, epoch), workdir=SRC, log=log, what=f"{recipe.name} {name}", owner=owner) as box:
         box.say(f"# {recipe.name}: building {name} {component.version} ({component.commit[:12]}) in {image}, mode {mode.name}")
         box.copy_into(source, SRC)
         box.call(install_shims({"date": DATE_SHIM} | mode.shims()).argv)

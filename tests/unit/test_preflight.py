@@ -63,11 +63,34 @@ def test_native_mode_is_refused_on_a_foreign_host(tmp_path: Path) -> None:
         mode.preflight(settings)
 
 
-def test_auto_mode_picks_emulation_on_x86_and_native_on_arm64() -> None:
-    expected = "native" if host_arch() == Arch.arm64 else "qemu"
+def test_auto_mode_cross_compiles_on_x86_and_builds_natively_on_arm64() -> None:
+    expected = "native" if host_arch() == Arch.arm64 else "cross"
     assert resolve_mode("auto", Arch.arm64).name == expected
 
 
 def test_unknown_mode_setting_is_refused() -> None:
     with pytest.raises(Exception, match="CRIOBUILD_MODE='fast' is not allowed"):
         load_settings({"CRIOBUILD_MODE": "fast"})
+
+
+def test_auto_mode_falls_back_to_emulation_for_a_component_cross_cannot_build(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, capsys) -> None:
+    from builders import build
+    from builders.recipe import load_recipe
+
+    recipe = load_recipe(Path(__file__).resolve().parents[2] / "recipes" / "crio-1.18.toml")
+    tried = []
+
+    def build_with(mode, recipe, name, settings):
+        tried.append(mode.name)
+        if mode.name == "cross":
+            raise ContainerError("crio-1.18 cri-o: `make binaries` failed because it returned 2")
+
+    monkeypatch.setattr(build, "build_with", build_with)
+    monkeypatch.setattr("builders.modes.host_arch", lambda: Arch.amd64)  # an x86_64 host, wherever this runs
+    build.build_component(recipe, "cri-o", load_settings({"CRIOBUILD_MODE": "auto", "CRIOBUILD_CACHE": str(tmp_path)}))
+    assert tried == ["cross", "qemu"]
+    assert "cross mode could not build cri-o" in capsys.readouterr().err
+    tried.clear()
+    with pytest.raises(ContainerError):
+        build.build_component(recipe, "cri-o", load_settings({"CRIOBUILD_MODE": "cross", "CRIOBUILD_CACHE": str(tmp_path)}))
+    assert tried == ["cross"]
