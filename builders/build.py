@@ -10,6 +10,7 @@ import json
 import shutil
 import subprocess
 import sys
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -156,6 +157,7 @@ def prepare_builder(client: docker.DockerClient, mode: BuildMode, recipe: Recipe
 
 
 def build_with(mode: BuildMode, recipe: Recipe, name: str, settings: Settings) -> None:
+    started = time.monotonic()
     component = recipe.components[name]
     mode.preflight(settings)
     client = docker_client()
@@ -184,19 +186,20 @@ def build_with(mode: BuildMode, recipe: Recipe, name: str, settings: Settings) -
     binaries = elf.check_tree(partial, recipe.target.arch)
     shutil.rmtree(final, ignore_errors=True)
     partial.rename(final)
-    write_manifest(manifest, recipe, component, mode, image, binaries, epoch, steps)
     shutil.rmtree(work, ignore_errors=True)
+    timing = {"steps": steps, "wall_seconds": round(time.monotonic() - started, 2)}
+    write_manifest(manifest, recipe, component, mode, image, binaries, epoch, timing)
 
 
 def image_id(name: str) -> str:
     return docker_client().images.get(name).id
 
 
-def write_manifest(path: Path, recipe: Recipe, c: Component, mode: BuildMode, image: str, binaries: list[str], epoch: int, steps: list[dict]) -> None:
+def write_manifest(path: Path, recipe: Recipe, c: Component, mode: BuildMode, image: str, binaries: list[str], epoch: int, timing: dict) -> None:
     data = {
         "component": c.name, "version": c.version, "repo": c.repo, "tag": c.tag, "branch": c.branch,
         "commit": c.commit, "source_date_epoch": epoch, "go": recipe.go.version, "mode": mode.name,
-        "builder_image": image, "builder_image_id": image_id(image), "binaries": binaries, "steps": steps,
+        "builder_image": image, "builder_image_id": image_id(image), "binaries": binaries, **timing,
     }  # fmt: skip
     tmp = path.with_suffix(".json.partial")
     tmp.write_text(json.dumps(data, indent=2) + "\n")

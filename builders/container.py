@@ -5,9 +5,8 @@ so the same code drives a local engine or a remote arm64 box given by DOCKER_HOS
 """
 from __future__ import annotations
 
-import io
 import signal
-import tarfile
+import subprocess
 import threading
 import time
 import uuid
@@ -118,20 +117,22 @@ class Container:
         return result.output.decode()
 
     def copy_into(self, source: Path, dest: str) -> None:
-        """Copy the contents of a host directory into dest (created if needed)."""
+        """Copy the contents of a host directory into dest (created if needed), streamed through GNU tar."""
         self.container.exec_run(["mkdir", "-p", dest])
-        buffer = io.BytesIO()
-        with tarfile.open(fileobj=buffer, mode="w") as tar:
-            tar.add(source, arcname=".")
-        self.container.put_archive(dest, buffer.getvalue())
+        tar = subprocess.run(["tar", "-C", str(source), "-cf", "-", "."], capture_output=True)
+        if tar.returncode != 0:
+            raise ContainerError(f"{self.what}: cannot copy {source} into the container because tar said {tar.stderr.decode().strip()}")
+        self.container.put_archive(dest, tar.stdout)
 
     def copy_out(self, source: str, dest: Path) -> None:
-        """Copy the contents of a container directory into a host directory."""
+        """Copy the contents of a container directory into a host directory, streamed through GNU tar."""
         stream, _ = self.container.get_archive(source.rstrip("/") + "/.")
-        buffer = io.BytesIO(b"".join(stream))
         dest.mkdir(parents=True, exist_ok=True)
-        with tarfile.open(fileobj=buffer) as tar:
-            tar.extractall(dest, filter="tar")
+        with subprocess.Popen(["tar", "-C", str(dest), "-xf", "-"], stdin=subprocess.PIPE) as tar:
+            for chunk in stream:
+                tar.stdin.write(chunk)  # type: ignore[union-attr]
+        if tar.returncode != 0:
+            raise ContainerError(f"{self.what}: cannot copy {source} out of the container because tar returned {tar.returncode}")
 
     def say(self, text: str, end: str = "\n") -> None:
         print(text, end=end, flush=True)
