@@ -128,7 +128,22 @@ def load_all(directory: Path) -> list[Recipe]:
             f"recipe directory {directory} does not exist",
             hint="set CRIOBUILD_RECIPES to a directory of crio-<minor>.toml files, or unset it",
         )
-    return [load_recipe(p) for p in sorted(directory.glob("crio-*.toml"), key=recipe_sort_key)]
+    recipes = [load_recipe(p) for p in sorted(directory.glob("crio-*.toml"), key=recipe_sort_key)]
+    check_go_pins_agree(recipes)
+    return recipes
+
+
+def check_go_pins_agree(recipes: list[Recipe]) -> None:
+    """One Go version is one toolchain in the cache: every recipe must pin the same sha256 for it."""
+    seen: dict[tuple[str, Arch], Recipe] = {}
+    for r in recipes:
+        for arch, digest in r.go.sha256.items():
+            first = seen.setdefault((r.go.version, arch), r)
+            if first.go.sha256[arch] != digest:
+                raise RecipeError(
+                    f"{r.path}: key 'go.sha256.{arch}' disagrees with {first.path} for Go {r.go.version}",
+                    hint="the official tarball has one checksum: copy the right one into both recipes",
+                )
 
 
 def recipe_sort_key(path: Path) -> tuple[int, ...]:

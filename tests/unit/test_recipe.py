@@ -109,3 +109,11 @@ def test_plain_doit_builds_nothing() -> None:
     assert result.returncode == 0, result.stderr
     assert "doit build:crio-1.18" in result.stdout
     assert "compile:" not in result.stdout and "+ make" not in result.stdout
+
+
+def test_two_recipes_pinning_one_go_version_must_agree_on_its_checksum(tmp_path: Path) -> None:
+    (tmp_path / "crio-1.18.toml").write_text(GOOD)
+    (tmp_path / "crio-1.19.toml").write_text(edit("4d964166a189c22032521c63935437c304bb7f01673b196898cff525897a1c27", "5" * 64))
+    with pytest.raises(RecipeError) as info:
+        load_all(tmp_path)
+    assert f"{tmp_path / 'crio-1.19.toml'}: key 'go.sha256.arm64' disagrees with {tmp_path / 'crio-1.18.toml'} for Go 1.14.15" in str(info.value)
