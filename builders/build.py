@@ -18,7 +18,7 @@ import docker
 
 from . import elf
 from .container import Container, docker_client
-from .errors import ContainerError
+from .errors import ContainerError, PackageError
 from .go_toolchain import ensure_go
 from .images import ensure_builder_image
 from .modes import BuildMode, resolve_mode
@@ -189,6 +189,22 @@ def build_with(mode: BuildMode, recipe: Recipe, name: str, settings: Settings) -
     shutil.rmtree(work, ignore_errors=True)
     timing = {"steps": steps, "wall_seconds": round(time.monotonic() - started, 2)}
     write_manifest(manifest, recipe, component, mode, image, binaries, epoch, timing)
+
+
+def read_staged(settings: Settings, recipe: Recipe, component: str) -> dict:
+    """A component's staging manifest, refused if missing or built from another pin than the recipe's."""
+    path = staging_manifest(settings, recipe, component)
+    try:
+        data = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise PackageError(f"cannot package {recipe.name} because {component} is not staged ({path} is missing)", hint=f"run `doit compile:{recipe.name}:{component}` first") from None
+    pinned = recipe.components[component].commit
+    if data.get("commit") != pinned:
+        raise PackageError(
+            f"cannot package {recipe.name} because the staged {component} is commit {data.get('commit')} and {recipe.path} pins {pinned}",
+            hint=f"rebuild it: `doit compile:{recipe.name}:{component}`",
+        )
+    return data
 
 
 def image_id(name: str) -> str:

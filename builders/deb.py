@@ -8,7 +8,6 @@ under /etc as a conffile. SOURCE_DATE_EPOCH is the pinned commit's time, so two 
 """
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import tempfile
@@ -320,23 +319,6 @@ def overrides_text(overrides: list[Override]) -> str:
 # --------------------------------------------------------------------------- the build tree
 
 
-def read_manifest(recipe: Recipe, component: str, settings: Settings) -> dict[str, Any]:
-    from .build import staging_manifest
-
-    path = staging_manifest(settings, recipe, component)
-    try:
-        manifest = json.loads(path.read_text())
-    except FileNotFoundError:
-        raise PackageError(f"cannot package {component} because {path} does not exist", hint=f"run `doit compile:{recipe.name}:{component}` first") from None
-    pinned = recipe.components[component].commit
-    if manifest.get("commit") != pinned:
-        raise PackageError(
-            f"cannot package {component} because its staging tree was built from commit {manifest.get('commit')} and {recipe.path} pins {pinned}",
-            hint=f"run `doit compile:{recipe.name}:{component}` again",
-        )
-    return manifest
-
-
 def source_date_epoch(recipe: Recipe, component: str, manifest: dict[str, Any], settings: Settings) -> int:
     """The pinned commit's committer time (from the staging manifest, else from the cached clone)."""
     if "source_date_epoch" in manifest:
@@ -417,11 +399,11 @@ BUILD = "/build"
 
 def package_deb(recipe: Recipe, component: str, settings: Settings) -> None:
     """Make artifacts/<recipe>/<package>_<version>_<arch>.deb from the component's staging tree."""
-    from .build import staging_dir
+    from .build import read_staged, staging_dir
     from .container import Container, docker_client
     from .images import ensure_packaging_image
 
-    manifest = read_manifest(recipe, component, settings)
+    manifest = read_staged(settings, recipe, component)
     epoch = source_date_epoch(recipe, component, manifest, settings)
     target = deb_path(recipe, component, settings)
     target.parent.mkdir(parents=True, exist_ok=True)

@@ -32,6 +32,7 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 
 from . import elf
+from .build import read_staged
 from .errors import PackageError
 from .recipe import COMPONENTS, Recipe
 from .settings import Settings
@@ -87,21 +88,6 @@ def tarball_path(recipe: Recipe, settings: Settings) -> Path:
 
 def staging_root(settings: Settings, recipe: Recipe) -> Path:
     return settings.artifacts / recipe.name / "staging"
-
-
-def read_staging_manifest(settings: Settings, recipe: Recipe, component: str) -> dict[str, Any]:
-    path = staging_root(settings, recipe) / f"{component}.json"
-    try:
-        data = json.loads(path.read_text())
-    except FileNotFoundError:
-        raise PackageError(f"cannot package {recipe.name} because {component} is not staged ({path} is missing)", hint=f"run `doit compile:{recipe.name}:{component}` first") from None
-    pinned = recipe.components[component].commit
-    if data.get("commit") != pinned:
-        raise PackageError(
-            f"cannot package {recipe.name} because the staged {component} is commit {data.get('commit')} and the recipe pins {pinned}",
-            hint=f"rebuild it: `doit compile:{recipe.name}:{component}`",
-        )
-    return data
 
 
 def tarball_section(staged: str) -> str | None:
@@ -249,7 +235,7 @@ def tarball_members(recipe: Recipe, settings: Settings) -> list[Member]:
     versions = {}
     members: dict[str, Member] = {}
     for component in COMPONENTS:
-        versions[component] = read_staging_manifest(settings, recipe, component)["version"]
+        versions[component] = read_staged(settings, recipe, component)["version"]
         for member in staged_members(staging_root(settings, recipe) / component, component, recipe.target.arch):
             if member.path in members:
                 raise PackageError(f"cannot package {recipe.name} because {member.path} is staged by two components", hint="check the staging trees")
@@ -319,7 +305,7 @@ def tar_entry(m: Member, mtime: int) -> tuple[tarfile.TarInfo, io.BytesIO | None
 
 def source_date_epoch(recipe: Recipe, settings: Settings) -> int:
     """The cri-o pin's commit time: recorded in its staging manifest, else read from the cached clone."""
-    staged = read_staging_manifest(settings, recipe, "cri-o")
+    staged = read_staged(settings, recipe, "cri-o")
     if isinstance(staged.get("source_date_epoch"), int):
         return staged["source_date_epoch"]
     from .sources import clone_dir
@@ -400,7 +386,7 @@ def build_manifest(recipe: Recipe, settings: Settings, artifacts: list[Path], im
     from .images import base_image_name
     from .modes import resolve_mode
 
-    staged = {c: read_staging_manifest(settings, recipe, c) for c in COMPONENTS}
+    staged = {c: read_staged(settings, recipe, c) for c in COMPONENTS}
     modes = sorted({s["mode"] for s in staged.values()})
     builders = sorted({s["builder_image"] for s in staged.values()})
     mode = resolve_mode(modes[0], recipe.target.arch)
@@ -440,7 +426,7 @@ def image_names(recipe: Recipe, settings: Settings) -> list[str]:
     from .images import base_image_name
     from .modes import resolve_mode
 
-    staged = [read_staging_manifest(settings, recipe, c) for c in COMPONENTS]
+    staged = [read_staged(settings, recipe, c) for c in COMPONENTS]
     names = {s["builder_image"] for s in staged}
     names |= {base_image_name(resolve_mode(s["mode"], recipe.target.arch).builder_target(recipe.target)) for s in staged}
     return sorted(names)
