@@ -5,14 +5,13 @@ import os
 import signal
 import subprocess
 import time
-from pathlib import Path
 
 import pytest
 
 from builders.arch import Arch
 from builders.container import leftover_containers
 from builders.elf import E_MACHINE, elf_machine
-from tests.fixtures.pipeline import REPO, Pipeline, compile_all, run_staged
+from tests.fixtures.pipeline import REPO, Pipeline, compile_all, make_pipeline, run_staged
 
 pytestmark = [pytest.mark.docker, pytest.mark.emulation, pytest.mark.slow]
 COMPONENTS = ("cri-o", "conmon", "cni-plugins", "cri-tools")
@@ -26,7 +25,14 @@ def skipped_as_up_to_date(output: str, task: str) -> bool:
     return any(line.strip() == f"-- {task}" for line in output.splitlines())
 
 
-def test_an_interrupted_build_leaves_no_container_and_no_partial_staging(pipeline: Pipeline, docker_engine) -> None:
+@pytest.fixture
+def fresh_pipeline(tmp_path, upstreams, go_tarballs, http_server, arm64_builder_image) -> Pipeline:
+    """A pipeline of its own, so the build to interrupt has not run yet whatever ran before."""
+    return make_pipeline(tmp_path, "qemu", upstreams, go_tarballs, http_server)
+
+
+def test_an_interrupted_build_leaves_no_container_and_no_partial_staging(fresh_pipeline: Pipeline, docker_engine) -> None:
+    pipeline = fresh_pipeline
     log = (pipeline.root / "interrupted.log").open("w")
     proc = subprocess.Popen(pipeline.doit_argv("compile:crio-1.18:conmon"), cwd=REPO, env=os.environ | pipeline.env, stdout=log, stderr=subprocess.STDOUT)
     try:
