@@ -98,7 +98,9 @@ def prepare_images(env: dict[str, str], db: Path, recipe: str, mode: str) -> Non
         "a = m.toolchain_arch(r.target.arch); ensure_go_volume(c, i, ensure_go(r.go, a, s), r.go.sha256[a])"
     )
     started = time.monotonic()
-    subprocess.run([sys.executable, "-c", code], cwd=REPO, env=env, check=True, capture_output=True)
+    result = subprocess.run([sys.executable, "-c", code], cwd=REPO, env=env, capture_output=True, text=True)
+    if result.returncode != 0:
+        sys.exit(f"preparing the {mode} builder failed:\n{result.stderr[-3000:]}")
     console.print(f"  images and toolchain ready in {time.monotonic() - started:.1f} s")
 
 
@@ -124,8 +126,10 @@ def fixture_recipes(root: Path) -> tuple[Path, str]:
     from tests.fixtures.images import TEST_PACKAGES
     from tests.fixtures.upstreams import make_upstreams, write_recipe
 
+    shutil.rmtree(root, ignore_errors=True)
     upstreams = make_upstreams(root / "upstreams")
     go = build_go_tarballs()
+    (root / "www").mkdir()
     server = LocalHTTPServer(root / "www")
     server.start()
     for arch in (Arch.arm64, Arch.amd64):
