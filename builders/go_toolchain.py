@@ -28,7 +28,7 @@ from typing import Any
 
 from doit.tools import config_changed
 
-from .arch import Arch, host_arch
+from .arch import Arch
 from .download import download, partial_name, sha256_file
 from .errors import BuildError, ChecksumError, RecipeError
 from .recipe import GoToolchain
@@ -61,11 +61,6 @@ def goroot(go: GoToolchain, arch: Arch, settings: Settings) -> Path:
 def completion_marker(go: GoToolchain, arch: Arch, settings: Settings) -> Path:
     """Written last by ensure_go: the go:<version>-<arch> task's target (a build's file_dep)."""
     return toolchain_dir(go, arch, settings) / MARKER
-
-
-def toolchain_arch(mode: str, target: Arch) -> Arch:
-    """Which Go runs the build: the target's for native and emulated builds, the host's for cross builds."""
-    return host_arch() if mode == "cross" else target
 
 
 def describe_mirror(go: GoToolchain, arch: Arch, mirror: str | None) -> str:

@@ -17,7 +17,7 @@ from builders.arch import Arch, host_arch
 from builders.download import download, http_timeout, sha256_file
 from builders.errors import BuildError, ChecksumError, DownloadError, RecipeError
 from builders.go_toolchain import (
-    MARKER, UnsafeArchiveError, completion_marker, describe_mirror, ensure_go, go_task, go_url, toolchain_arch,
+    MARKER, UnsafeArchiveError, completion_marker, describe_mirror, ensure_go, go_task, go_url,
     toolchain_dir,
 )
 from builders.recipe import GoToolchain
@@ -91,9 +91,11 @@ def test_cache_layout_per_version_and_arch(tmp_path):
 
 
 def test_cross_builds_use_the_host_toolchain():
-    assert toolchain_arch("cross", Arch.arm64) == host_arch()
-    assert toolchain_arch("qemu", Arch.arm64) == Arch.arm64
-    assert toolchain_arch("native", Arch.arm64) == Arch.arm64
+    from builders.modes import resolve_mode
+
+    assert resolve_mode("cross", Arch.arm64).toolchain_arch(Arch.arm64) == host_arch()
+    assert resolve_mode("qemu", Arch.arm64).toolchain_arch(Arch.arm64) == Arch.arm64
+    assert resolve_mode("native", Arch.arm64).toolchain_arch(Arch.arm64) == Arch.arm64
 
 
 def test_mirror_description_says_how_to_set_one():
