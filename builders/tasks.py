@@ -62,8 +62,6 @@ def compile_task(recipe: Recipe, component: str, settings: Settings) -> dict[str
 
 
 def build_task(recipe: Recipe, settings: Settings) -> dict[str, Any]:
-    from .recipe import COMPONENTS
-
     return {
         "name": recipe.name,
         "doc": f"CRI-O {recipe.crio.version} and companions for {recipe.target.distro} {recipe.target.suite} {recipe.target.arch}: .debs, tarball, SHA256SUMS",
