@@ -204,6 +204,11 @@ def read_staged(settings: Settings, recipe: Recipe, component: str) -> dict:
             f"cannot package {recipe.name} because the staged {component} is commit {data.get('commit')} and {recipe.path} pins {pinned}",
             hint=f"rebuild it: `doit compile:{recipe.name}:{component}`",
         )
+    if "source_date_epoch" not in data:
+        raise PackageError(
+            f"cannot package {recipe.name} because the staged {component} has no source_date_epoch (staged by an older criobuild)",
+            hint=f"rebuild it: `doit compile:{recipe.name}:{component}`",
+        )
     return data
 
 

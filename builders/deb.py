@@ -319,22 +319,6 @@ def overrides_text(overrides: list[Override]) -> str:
 # --------------------------------------------------------------------------- the build tree
 
 
-def source_date_epoch(recipe: Recipe, component: str, manifest: dict[str, Any], settings: Settings) -> int:
-    """The pinned commit's committer time (from the staging manifest, else from the cached clone)."""
-    if "source_date_epoch" in manifest:
-        return int(manifest["source_date_epoch"])
-    from .sources import clone_dir, run_git
-
-    c = recipe.components[component]
-    status, out, err = run_git("log", "-1", "--format=%ct", c.commit, git_dir=clone_dir(c, settings))
-    if status != 0 or not out.strip().isdigit():
-        raise PackageError(
-            f"cannot date the {component} package because the cached clone has no commit {c.commit}: {err.strip()}",
-            hint=f"run `doit source:{recipe.name}:{component}` first",
-        )
-    return int(out.strip())
-
-
 def write_build_tree(tree: Path, recipe: Recipe, component: str, staging: Path, epoch: int, go: str) -> None:
     """tree/root: the staging tree as the package will install it; tree/debian: the packaging."""
     package = PACKAGE_NAMES[component]
@@ -404,7 +388,7 @@ def package_deb(recipe: Recipe, component: str, settings: Settings) -> None:
     from .images import ensure_packaging_image
 
     manifest = read_staged(settings, recipe, component)
-    epoch = source_date_epoch(recipe, component, manifest, settings)
+    epoch = int(manifest["source_date_epoch"])
     target = deb_path(recipe, component, settings)
     target.parent.mkdir(parents=True, exist_ok=True)
     settings.cache.mkdir(parents=True, exist_ok=True)

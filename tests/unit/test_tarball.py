@@ -404,7 +404,7 @@ def test_sums_without_artifacts_is_a_user_error(world) -> None:
         tarball.write_sums_and_manifest(recipe, settings, lookup_images=fake_images)
 
 
-def test_without_a_recorded_source_date_epoch_or_a_clone_the_tarball_cannot_be_dated(world) -> None:
+def test_without_a_recorded_source_date_epoch_the_tarball_cannot_be_dated(world) -> None:
     recipe, settings = world
     staging = settings.artifacts / "crio-1.18" / "staging"
     data = json.loads((staging / "cri-o.json").read_text())
