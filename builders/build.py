@@ -26,6 +26,7 @@ from .recipe import Component, Recipe
 from .settings import Settings
 from .sources import checkout
 from .volumes import ensure_go_volume
+from .workspace import choose_workspace
 
 SRC = "/src"
 OUT = "/out"
@@ -95,11 +96,13 @@ for a in "$@"; do case "$a" in -d*|--date*|-r*|--reference*|-s*|--set*) exec /bi
 exec /bin/date -d "@$SOURCE_DATE_EPOCH" "$@"
 """
 SHIM_DIR = "/opt/criobuild/bin"
+HOME = "/tmp/criobuild-home"
+GOCACHE = "/cache"
 
 
-def install_shims(shims: dict[str, str]) -> Step:
+def shims_script(shims: dict[str, str]) -> str:
     writes = [f"cat > {SHIM_DIR}/{name} <<'EOF'\n{script}EOF\nchmod 755 {SHIM_DIR}/{name}" for name, script in shims.items()]
-    return sh(f"mkdir -p {SHIM_DIR}\n" + "\n".join(writes))
+    return f"mkdir -p {SHIM_DIR}\n" + "\n".join(writes)
 
 
 STEPS = {"cri-o": crio_steps, "conmon": conmon_steps, "cni-plugins": cni_plugins_steps, "cri-tools": cri_tools_steps}
@@ -117,15 +120,32 @@ def build_env(mode: BuildMode, source_date_epoch: int) -> dict[str, str]:
     return {
         "PATH": f"{SHIM_DIR}:{GOROOT}/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
         "GOROOT": GOROOT,
-        "GOPATH": "/root/go",
-        "GOCACHE": "/cache/go-build",
+        "GOPATH": f"{HOME}/go",
+        "GOCACHE": f"{GOCACHE}/go-build",
         "GOPROXY": "off",
         "GOTOOLCHAIN": "local",
         "GOFLAGS": "-trimpath",
         "CGO_ENABLED": "1",
         "SOURCE_DATE_EPOCH": str(source_date_epoch),
-        "HOME": "/root",
+        "HOME": HOME,  # writable whoever the build runs as
     } | mode.env()
+
+
+def go_cache_volume(recipe: Recipe, mode: BuildMode, user: str) -> str:
+    """Go's build cache survives between builds, one per target, mode and user (its files are theirs)."""
+    suffix = f"-u{user.split(':')[0]}" if user else ""
+    return f"criobuild-gocache-{recipe.target.arch}-{mode.name}{suffix}"
+
+
+def prepare_container(mode: BuildMode, user: str) -> Step:
+    """Run as root before the build: the shims, and a home and Go cache the build's user may write.
+
+    Git must trust the tree whoever owns it, or upstream's `git rev-parse` stamps no commit.
+    """
+    dirs = f"{HOME} {GOCACHE}/go-build"
+    owner = f"chown {user} {dirs}" if user else "true"
+    trust = f"git config --file {HOME}/.gitconfig safe.directory '*'"
+    return sh(f"{shims_script({'date': DATE_SHIM} | mode.shims())}\nmkdir -p {dirs}\n{trust}\n{owner}")
 
 
 def commit_epoch(source: Path) -> int:
@@ -163,32 +183,48 @@ def build_with(mode: BuildMode, recipe: Recipe, name: str, settings: Settings) -
     client = docker_client()
     image, go_volume = prepare_builder(client, mode, recipe, settings)
     work = settings.cache / "work" / recipe.name / name
-    shutil.rmtree(work, ignore_errors=True)
-    source = checkout(component, settings, work)
     final, manifest = staging_dir(settings, recipe, name), staging_manifest(settings, recipe, name)
     manifest.unlink(missing_ok=True)
     partial = final.with_name(final.name + ".partial")
     shutil.rmtree(partial, ignore_errors=True)
+    try:
+        source = checkout(component, settings, work)
+        partial.mkdir(parents=True)
+        epoch = commit_epoch(source)
+        steps = run_build(client, image, go_volume, mode, recipe, name, settings, source, partial, epoch)
+        binaries = elf.check_tree(partial, recipe.target.arch)
+    except BaseException:
+        shutil.rmtree(partial, ignore_errors=True)
+        raise
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    shutil.rmtree(final, ignore_errors=True)
+    partial.rename(final)
+    timing = {"steps": steps, "wall_seconds": round(time.monotonic() - started, 2)}
+    write_manifest(manifest, recipe, component, mode, image, binaries, epoch, timing)
+
+
+def run_build(client: docker.DockerClient, image: str, go_volume: str, mode: BuildMode, recipe: Recipe, name: str, settings: Settings, source: Path, output: Path, epoch: int) -> list[dict]:
+    """Run the component's upstream steps in a fresh container, leaving their DESTDIR tree in output; returns each step's time."""
+    component = recipe.components[name]
+    space = choose_workspace(client, settings.transfer)
+    volumes = {go_volume: {"bind": GOROOT, "mode": "ro"}, go_cache_volume(recipe, mode, space.user): {"bind": GOCACHE, "mode": "rw"}}
+    volumes |= space.volumes(str(source), str(output), SRC, OUT)
     log_path = settings.artifacts / recipe.name / "logs" / f"{name}.log"
     log_path.parent.mkdir(parents=True, exist_ok=True)
-    volumes = {go_volume: {"bind": GOROOT, "mode": "ro"}, f"criobuild-gocache-{recipe.target.arch}-{mode.name}": {"bind": "/cache", "mode": "rw"}}
-    epoch = commit_epoch(source)
-    owner = str(settings.artifacts)
-    with log_path.open("w") as log, Container(client, image, volumes=volumes, env=build_env(mode, epoch), workdir=SRC, log=log, what=f"{recipe.name} {name}", owner=owner) as box:
-        box.say(f"# {recipe.name}: building {name} {component.version} ({component.commit[:12]}) in {image}, mode {mode.name}")
-        box.copy_into(source, SRC)
-        box.call(install_shims({"date": DATE_SHIM} | mode.shims()).argv)
+    env = build_env(mode, epoch)
+    with log_path.open("w") as log, Container(client, image, volumes=volumes, env=env, workdir=SRC, log=log, what=f"{recipe.name} {name}", owner=str(settings.artifacts), user=space.user) as box:
+        box.say(f"# {recipe.name}: building {name} {component.version} ({component.commit[:12]}) in {image}, mode {mode.name}, sources {'mounted' if space.mount else 'copied'}")
+        if not space.mount:
+            box.copy_into(source, SRC)
+        box.call(prepare_container(mode, space.user).argv, user="root")
         box.timings.clear()
         for step in STEPS[name](recipe, component):
             box.call(step.argv)
         steps = [{"argv": argv, "seconds": seconds} for argv, seconds in box.timings]
-        box.copy_out(OUT, partial)
-    binaries = elf.check_tree(partial, recipe.target.arch)
-    shutil.rmtree(final, ignore_errors=True)
-    partial.rename(final)
-    shutil.rmtree(work, ignore_errors=True)
-    timing = {"steps": steps, "wall_seconds": round(time.monotonic() - started, 2)}
-    write_manifest(manifest, recipe, component, mode, image, binaries, epoch, timing)
+        if not space.mount:
+            box.copy_out(OUT, output)
+    return steps
 
 
 def read_staged(settings: Settings, recipe: Recipe, component: str) -> dict:

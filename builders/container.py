@@ -1,7 +1,8 @@
 """A build container with a tiny surface (call, copy_into, copy_out) that is always removed.
 
-Everything goes through the Docker API (named volumes, put/get archive), never host bind mounts,
-so the same code drives a local engine or a remote arm64 box given by DOCKER_HOST.
+Host paths are mounted only when the caller says so (see workspace.py); otherwise everything goes
+through the Docker API (named volumes, put/get archive), so the same code drives a local engine or a
+remote arm64 box given by DOCKER_HOST.
 """
 from __future__ import annotations
 
@@ -61,6 +62,7 @@ class Container:
         what: str = "",
         owner: str = "",
         network: str = "none",
+        user: str = "",
     ) -> None:
         self.client = client
         self.image = image
@@ -71,6 +73,7 @@ class Container:
         self.what = what
         self.owner = owner
         self.network = network  # builds run offline; apt needs "bridge", or "host" to reach the host's 127.0.0.1
+        self.user = user
         self.container: Any = None
         self.timings: list[tuple[list[str], float]] = []  # each call's argv and wall time
 
@@ -79,7 +82,7 @@ class Container:
             self.container = self.client.containers.create(
                 self.image, ["sleep", "infinity"], name=f"criobuild-{uuid.uuid4().hex[:12]}",
                 labels={LABEL: self.owner or "criobuild"}, volumes=self.volumes, environment=self.env,
-                working_dir=self.workdir, network_mode=self.network, detach=True,
+                working_dir=self.workdir, network_mode=self.network, user=self.user, detach=True,
             )  # fmt: skip
             self.container.start()
         self._previous_term = set_signal(signal.SIGTERM, raise_interrupt)
@@ -90,12 +93,12 @@ class Container:
         with terminate_as_interrupt():
             self.container.remove(force=True, v=True)
 
-    def call(self, argv: list[str], *, env: dict[str, str] | None = None, cwd: str | None = None) -> None:
-        """Run argv in the container, streaming its output; raise ContainerError on failure."""
+    def call(self, argv: list[str], *, env: dict[str, str] | None = None, cwd: str | None = None, user: str = "") -> None:
+        """Run argv in the container (as user, else the container's user), streaming its output; raise ContainerError on failure."""
         self.say(f"+ {' '.join(argv)}")
         started = time.monotonic()
         api = self.client.api
-        exec_id = api.exec_create(self.container.id, argv, environment=env, workdir=cwd or self.workdir)["Id"]
+        exec_id = api.exec_create(self.container.id, argv, environment=env, workdir=cwd or self.workdir, user=user)["Id"]
         tail: deque[str] = deque(maxlen=40)
         for chunk in api.exec_start(exec_id, stream=True):
             text = chunk.decode(errors="replace")

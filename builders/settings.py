@@ -10,6 +10,7 @@ from .errors import BuildError
 REPO_ROOT = Path(__file__).resolve().parent.parent
 MODES = ("auto", "native", "qemu", "cross")
 BASE_SOURCES = ("auto", "pull", "bootstrap")
+TRANSFERS = ("auto", "mount", "copy")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -21,6 +22,7 @@ class Settings:
     go_mirror: str | None
     base_source: str
     min_free_gib: float
+    transfer: str = "auto"
 
     @property
     def toolchains(self) -> Path:
@@ -51,6 +53,7 @@ def load_settings(env: dict[str, str] | None = None) -> Settings:
         go_mirror=env.get("CRIOBUILD_GO_MIRROR") or None,
         base_source=choice(env, "CRIOBUILD_BASE", BASE_SOURCES),
         min_free_gib=float(env.get("CRIOBUILD_MIN_FREE_GIB", "10")),
+        transfer=choice(env, "CRIOBUILD_TRANSFER", TRANSFERS),
     )
 
 
