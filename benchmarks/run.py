@@ -11,6 +11,9 @@ and its Go build-cache volume removed (builder images are reused and reported se
 The floor is the time spent in the upstream make/script steps inside the build container (recorded
 per step in the staging manifests); the pipeline is the wall time of one `doit compile:…` run of all
 four components, and per component the wall time of its compile task (also in the manifests).
+Then, in the last mode, `doit build:<recipe>` packages once (not timed), runs again as a warm no-op
+(timed), and runs once more after --repin changed one component's pin (timed: that component's
+compile, the packages and sums that depend on it).
 Prints a table and writes benchmarks/results/<date>-<recipe>.json.
 """
 from __future__ import annotations
@@ -152,9 +155,10 @@ def report(results: dict) -> None:
     console.print(table)
     for name, value in results["ratios"].items():
         console.print(f"{name}: {value}")
-    console.print(f"warm no-op `doit compile:…` ({results['warm_mode']}): {results['warm_noop_seconds']} s")
+    build = f"doit build:{results['recipe']}"
+    console.print(f"warm no-op `{build}` ({results['warm_mode']}): {results['warm_noop_seconds']} s")
     if results.get("repin_seconds") is not None:
-        console.print(f"rebuild after repinning {results['repin']} ({results['warm_mode']}): {results['repin_seconds']} s")
+        console.print(f"`{build}` after repinning {results['repin']} ({results['warm_mode']}): {results['repin_seconds']} s")
 
 
 def main() -> None:
@@ -180,12 +184,15 @@ def main() -> None:
 
     warm_mode = list(modes)[-1]
     env, db = modes[warm_mode].pop("env"), modes[warm_mode].pop("db")
-    all_compiles = [f"compile:{args.recipe}:{c}" for c in COMPONENTS]
-    warm = doit(env, db, *all_compiles)
+    build = f"build:{args.recipe}"
+    console.print(f"[bold]{warm_mode}[/]: packaging once (not timed), then a warm no-op `doit {build}`")
+    doit(env, db, build)
+    warm = doit(env, db, build)
     repin_seconds = None
     if args.repin:
+        console.print(f"[bold]{warm_mode}[/]: `doit {build}` after repinning {args.repin}")
         repin(recipes / f"{args.recipe}.toml", args.repin)
-        repin_seconds = doit(env, db, *all_compiles)
+        repin_seconds = doit(env, db, build)
     for m in modes.values():
         m.pop("env", None), m.pop("db", None)
 
@@ -194,6 +201,7 @@ def main() -> None:
         ratios["qemu / cross (cold)"] = round(modes["qemu"]["cold_seconds"] / modes["cross"]["cold_seconds"], 2)
     results = {
         "date": datetime.date.today().isoformat(), "recipe": args.recipe, "fixtures": args.fixtures,
+        "go": load_recipe(recipes / f"{args.recipe}.toml").go.version,
         "cores": os.cpu_count(), "machine": platform.machine(), "modes": modes, "ratios": ratios,
         "warm_mode": warm_mode, "warm_noop_seconds": warm, "repin": args.repin, "repin_seconds": repin_seconds,
     }  # fmt: skip

@@ -13,6 +13,7 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TextIO
 
 import docker
 
@@ -168,12 +169,18 @@ def build_component(recipe: Recipe, name: str, settings: Settings) -> None:
         build_with(resolve_mode("qemu", recipe.target.arch), recipe, name, settings)
 
 
-def prepare_builder(client: docker.DockerClient, mode: BuildMode, recipe: Recipe, settings: Settings) -> tuple[str, str]:
+@dataclass(frozen=True)
+class Builder:
+    image: str
+    go_volume: str  # the Go toolchain, mounted read-only at GOROOT
+
+
+def prepare_builder(client: docker.DockerClient, mode: BuildMode, recipe: Recipe, settings: Settings) -> Builder:
     """The builder image and the Go toolchain volume for this mode."""
     image = ensure_builder_image(client, mode.builder_target(recipe.target), mode.packages(recipe), settings.base_source)
     toolchain_arch = mode.toolchain_arch(recipe.target.arch)
     goroot = ensure_go(recipe.go, toolchain_arch, settings)
-    return image, ensure_go_volume(client, image, goroot, recipe.go.sha256[toolchain_arch])
+    return Builder(image, ensure_go_volume(client, image, goroot, recipe.go.sha256[toolchain_arch]))
 
 
 def build_with(mode: BuildMode, recipe: Recipe, name: str, settings: Settings) -> None:
@@ -181,7 +188,7 @@ def build_with(mode: BuildMode, recipe: Recipe, name: str, settings: Settings) -
     component = recipe.components[name]
     mode.preflight(settings)
     client = docker_client()
-    image, go_volume = prepare_builder(client, mode, recipe, settings)
+    builder = prepare_builder(client, mode, recipe, settings)
     work = settings.cache / "work" / recipe.name / name
     final, manifest = staging_dir(settings, recipe, name), staging_manifest(settings, recipe, name)
     manifest.unlink(missing_ok=True)
@@ -191,7 +198,7 @@ def build_with(mode: BuildMode, recipe: Recipe, name: str, settings: Settings) -
         source = checkout(component, settings, work)
         partial.mkdir(parents=True)
         epoch = commit_epoch(source)
-        steps = run_build(client, image, go_volume, mode, recipe, name, settings, source, partial, epoch)
+        steps = run_build(client, builder, mode, recipe, name, settings, source, partial, epoch)
         binaries = elf.check_tree(partial, recipe.target.arch)
     except BaseException:
         shutil.rmtree(partial, ignore_errors=True)
@@ -201,20 +208,18 @@ def build_with(mode: BuildMode, recipe: Recipe, name: str, settings: Settings) -
     shutil.rmtree(final, ignore_errors=True)
     partial.rename(final)
     timing = {"steps": steps, "wall_seconds": round(time.monotonic() - started, 2)}
-    write_manifest(manifest, recipe, component, mode, image, binaries, epoch, timing)
+    write_manifest(manifest, recipe, component, mode, builder.image, binaries, epoch, timing)
 
 
-def run_build(client: docker.DockerClient, image: str, go_volume: str, mode: BuildMode, recipe: Recipe, name: str, settings: Settings, source: Path, output: Path, epoch: int) -> list[dict]:
+def run_build(client: docker.DockerClient, builder: Builder, mode: BuildMode, recipe: Recipe, name: str, settings: Settings, source: Path, output: Path, epoch: int) -> list[dict]:
     """Run the component's upstream steps in a fresh container, leaving their DESTDIR tree in output; returns each step's time."""
     component = recipe.components[name]
     space = choose_workspace(client, settings.transfer)
-    volumes = {go_volume: {"bind": GOROOT, "mode": "ro"}, go_cache_volume(recipe, mode, space.user): {"bind": GOCACHE, "mode": "rw"}}
+    volumes = {builder.go_volume: {"bind": GOROOT, "mode": "ro"}, go_cache_volume(recipe, mode, space.user): {"bind": GOCACHE, "mode": "rw"}}
     volumes |= space.volumes(str(source), str(output), SRC, OUT)
-    log_path = settings.artifacts / recipe.name / "logs" / f"{name}.log"
-    log_path.parent.mkdir(parents=True, exist_ok=True)
-    env = build_env(mode, epoch)
-    with log_path.open("w") as log, Container(client, image, volumes=volumes, env=env, workdir=SRC, log=log, what=f"{recipe.name} {name}", owner=str(settings.artifacts), user=space.user) as box:
-        box.say(f"# {recipe.name}: building {name} {component.version} ({component.commit[:12]}) in {image}, mode {mode.name}, sources {'mounted' if space.mount else 'copied'}")
+    log = open_log(settings, recipe, name)
+    with log, Container(client, builder.image, volumes=volumes, env=build_env(mode, epoch), workdir=SRC, log=log, what=f"{recipe.name} {name}", owner=str(settings.artifacts), user=space.user) as box:
+        box.say(f"# {recipe.name}: building {name} {component.version} ({component.commit[:12]}) in {builder.image}, mode {mode.name}, sources {'mounted' if space.mount else 'copied'}")
         if not space.mount:
             box.copy_into(source, SRC)
         box.call(prepare_container(mode, space.user).argv, user="root")
@@ -225,6 +230,12 @@ def run_build(client: docker.DockerClient, image: str, go_volume: str, mode: Bui
         if not space.mount:
             box.copy_out(OUT, output)
     return steps
+
+
+def open_log(settings: Settings, recipe: Recipe, name: str) -> TextIO:
+    path = settings.artifacts / recipe.name / "logs" / f"{name}.log"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return path.open("w")
 
 
 def read_staged(settings: Settings, recipe: Recipe, component: str) -> dict:

@@ -409,6 +409,15 @@ def package_deb(recipe: Recipe, component: str, settings: Settings) -> None:
         partial = target.with_name(f".{target.name}.partial")
         shutil.copyfile(built, partial)
         os.replace(partial, target)
+    drop_other_versions(target, f"{PACKAGE_NAMES[component]}_*_{recipe.target.arch.to_deb()}.deb")
+
+
+def drop_other_versions(artifact: Path, pattern: str) -> None:
+    """Remove the artifacts a changed pin or revision superseded, so none is checksummed or released."""
+    for old in artifact.parent.glob(pattern):
+        if old != artifact:
+            old.unlink()
+            print(f"removed {old.name}, superseded by {artifact.name}")
 
 
 def deb_task(recipe: Recipe, component: str, settings: Settings) -> dict[str, Any]:
@@ -422,6 +431,6 @@ def deb_task(recipe: Recipe, component: str, settings: Settings) -> dict[str, An
         "actions": [(as_action(package_deb), [recipe, component, settings])],
         "file_dep": [staging_manifest(settings, recipe, component), *packaging],
         "targets": [deb_path(recipe, component, settings)],
-        "uptodate": [config_changed({"revision": recipe.revision, "maintainer": recipe.maintainer})],
+        "uptodate": [config_changed({"revision": recipe.revision, "maintainer": recipe.maintainer, "relations": runtime_relations(recipe, component)})],
         "verbosity": 2,
     }

@@ -32,6 +32,7 @@ from typing import Any
 
 from . import elf
 from .build import read_staged
+from .deb import drop_other_versions
 from .errors import PackageError
 from .recipe import COMPONENTS, Recipe
 from .settings import Settings
@@ -310,6 +311,7 @@ def make_tarball(recipe: Recipe, settings: Settings) -> None:
     members = tarball_members(recipe, settings)
     dest = tarball_path(recipe, settings)
     write_tar(members, dest, source_date_epoch(recipe, settings))
+    drop_other_versions(dest, f"cri-o.{recipe.target.arch}.v*.tar.gz")
     print(f"{dest}: {sum(m.kind != 'dir' for m in members)} files, {dest.stat().st_size} bytes")
 
 

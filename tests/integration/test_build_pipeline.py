@@ -11,7 +11,7 @@ import pytest
 from builders.arch import Arch
 from builders.container import leftover_containers
 from builders.elf import E_MACHINE, elf_machine
-from tests.fixtures.pipeline import REPO, Pipeline, compile_all, make_pipeline, run_staged
+from tests.fixtures.pipeline import REPO, Pipeline, make_pipeline, run_staged
 
 pytestmark = [pytest.mark.docker, pytest.mark.emulation, pytest.mark.slow]
 COMPONENTS = ("cri-o", "conmon", "cni-plugins", "cri-tools")
@@ -127,16 +127,26 @@ def test_doit_build_makes_every_artifact_with_checksums(pipeline: Pipeline, buil
     assert check.stdout.count(": OK") == 6
 
 
-def test_changing_one_pin_rebuilds_only_that_component(pipeline: Pipeline, built, docker_engine, arm64_builder_image) -> None:
+def test_changing_one_pin_rebuilds_that_component_and_what_packages_it(pipeline: Pipeline, built, docker_engine, arm64_builder_image) -> None:
+    assert pipeline.doit("build:crio-1.18").returncode == 0
     pipeline.write_recipe(conmon_tag="v2.0.18")
     try:
-        result = pipeline.doit(*(f"compile:crio-1.18:{c}" for c in COMPONENTS))
+        result = pipeline.doit("build:crio-1.18")
         assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
-        assert ran(result.stdout, "compile:crio-1.18:conmon"), result.stdout
-        for component in ("cri-o", "cni-plugins", "cri-tools"):
-            assert skipped_as_up_to_date(result.stdout, f"compile:crio-1.18:{component}"), result.stdout
+        for task in ("compile:crio-1.18:conmon", "deb:crio-1.18:conmon", "deb:crio-1.18:cri-o", "tarball:crio-1.18", "sums:crio-1.18"):
+            assert ran(result.stdout, task), result.stdout
+        for task in ("compile:crio-1.18:cri-o", "compile:crio-1.18:cni-plugins", "compile:crio-1.18:cri-tools", "deb:crio-1.18:cri-tools"):
+            assert skipped_as_up_to_date(result.stdout, task), result.stdout
         conmon = run_staged(docker_engine, arm64_builder_image, pipeline.artifacts / "staging" / "conmon", ["/usr/bin/conmon", "--version"])
         assert conmon.startswith("conmon version 2.0.18")
+
+        debs = sorted(p.name for p in pipeline.artifacts.glob("*.deb"))
+        assert debs == ["conmon_2.0.18-1~deb12_arm64.deb", "containernetworking-plugins_0.8.5-1~deb12_arm64.deb", "cri-o_1.18.1-1~deb12_arm64.deb", "cri-tools_1.18.0-1~deb12_arm64.deb"]
+        depends = subprocess.run(["dpkg-deb", "-f", pipeline.artifacts / "cri-o_1.18.1-1~deb12_arm64.deb", "Depends"], capture_output=True, text=True, check=True).stdout
+        assert "conmon (>= 2.0.18~)" in depends
+        listed = sorted(line.split()[1] for line in (pipeline.artifacts / "SHA256SUMS").read_text().splitlines())
+        assert listed == sorted([*debs, "cri-o.arm64.v1.18.1.tar.gz", "manifest.json"])
     finally:
         pipeline.write_recipe()
-        compile_all(pipeline)  # leave the session's staging as the other tests expect it
+        restored = pipeline.doit("build:crio-1.18")  # leave the session's staging and artifacts as the other tests expect them
+        assert restored.returncode == 0, restored.stdout[-3000:] + restored.stderr[-3000:]
