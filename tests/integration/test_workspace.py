@@ -59,13 +59,16 @@ def as_user(argv: list[str]) -> list[str]:
 
 @pytest.fixture
 def user_home(upstreams) -> Iterator[Path]:
-    """A home the user owns, with its own copy of the cri-o upstream that git's insteadOf points at
+    """A home the user owns, with its own copies of the upstreams that git's insteadOf points at
     (root's test directories are closed to other users, as a real user's would be)."""
     home = Path(tempfile.mkdtemp(prefix="criobuild-user-"))
     home.chmod(0o755)
-    mirror = home / "upstreams" / "cri-o.git"
-    subprocess.run(["git", "clone", "--quiet", "--mirror", str(upstreams["cri-o"].path), str(mirror)], check=True)
-    (home / ".gitconfig").write_text(f'[url "{mirror.as_uri()}"]\n\tinsteadOf = {upstreams["cri-o"].url}\n')
+    redirects = []
+    for name, upstream in upstreams.items():
+        mirror = home / "upstreams" / f"{name}.git"
+        subprocess.run(["git", "clone", "--quiet", "--mirror", str(upstream.path), str(mirror)], check=True)
+        redirects.append(f'[url "{mirror.as_uri()}"]\n\tinsteadOf = {upstream.url}\n')
+    (home / ".gitconfig").write_text("".join(redirects))
     subprocess.run(["chown", "-R", f"{USER}:{USER}", str(home)], check=True)
     yield home
     shutil.rmtree(home, ignore_errors=True)
@@ -79,21 +82,31 @@ def user_go_cache(docker_engine) -> Iterator[str]:
         volume.remove(force=True)
 
 
-def test_a_docker_group_user_builds_the_same_cri_o_and_can_delete_all_it_left(
+def sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def test_a_docker_group_user_builds_the_same_artifacts_and_can_delete_all_it_left(
     user_home: Path, upstreams, go_tarballs, http_server, cross_pipeline: Pipeline, cross_built, docker_engine, user_go_cache: str
 ) -> None:
+    root_build = cross_pipeline.doit("build:crio-1.18")
+    assert root_build.returncode == 0, root_build.stdout[-4000:] + root_build.stderr[-4000:]
     mine = make_pipeline(user_home / "build", "cross", upstreams, go_tarballs, http_server)
     subprocess.run(["chown", "-R", f"{USER}:{USER}", str(mine.root)], check=True)
     env = os.environ | mine.env | {"HOME": str(user_home)}
-    result = subprocess.run(as_user(mine.doit_argv("compile:crio-1.18:cri-o")), cwd=REPO, env=env, capture_output=True, text=True)
+    result = subprocess.run(as_user(mine.doit_argv("build:crio-1.18")), cwd=REPO, env=env, capture_output=True, text=True)
     assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-4000:]
 
-    staged = staged_crio(mine)
-    owners = {p.lstat().st_uid for p in [staged, *staged.rglob("*")]}
-    assert owners == {USER}
-    assert tree_digest(staged) == tree_digest(staged_crio(cross_pipeline))
+    artifacts = mine.root / "artifacts"
+    assert {p.lstat().st_uid for p in [artifacts, *artifacts.rglob("*")]} == {USER}
+    assert tree_digest(staged_crio(mine)) == tree_digest(staged_crio(cross_pipeline))
+    released = sorted(p.name for p in mine.artifacts.iterdir() if p.name.endswith((".deb", ".tar.gz")))
+    assert len(released) == 5
+    assert {name: sha256(mine.artifacts / name) for name in released} == {name: sha256(cross_pipeline.artifacts / name) for name in released}
+    check = subprocess.run(["sha256sum", "-c", "SHA256SUMS"], cwd=mine.artifacts, capture_output=True, text=True)
+    assert check.returncode == 0 and check.stdout.count(": OK") == 6, check.stdout + check.stderr
     assert docker_engine.volumes.get(user_go_cache)
-    assert not (mine.root / "cache" / "work" / "crio-1.18" / "cri-o").exists()
+    assert [p for p in (mine.root / "cache" / "work").rglob("*") if not p.is_dir()] == []  # no work tree left
     assert leftover_containers(docker_engine, mine.env["CRIOBUILD_ARTIFACTS"]) == []
 
     removed = subprocess.run(as_user(["rm", "-rf", str(mine.root)]), capture_output=True, text=True)
