@@ -22,7 +22,7 @@ class Settings:
     go_mirror: str | None
     base_source: str
     min_free_gib: float
-    transfer: str = "auto"
+    transfer: str
 
     @property
     def toolchains(self) -> Path:
