@@ -92,13 +92,11 @@ def measure_mode(mode: str, recipe: str, recipes: Path, workroot: Path) -> dict:
 def prepare_images(env: dict[str, str], db: Path, recipe: str, mode: str) -> None:
     """Make the builder image and Go toolchain volume outside the timed part."""
     code = (
-        "import os; from pathlib import Path; from builders.settings import load_settings;"
-        "from builders.recipe import load_recipe; from builders.modes import resolve_mode;"
-        "from builders.container import docker_client; from builders.images import ensure_builder_image;"
-        "from builders.go_toolchain import ensure_go; from builders.volumes import ensure_go_volume;"
-        f"s = load_settings(); r = load_recipe(s.recipes / '{recipe}.toml'); m = resolve_mode(s.mode, r.target.arch); c = docker_client();"
-        "i = ensure_builder_image(c, m.builder_target(r.target), m.packages(r), s.base_source);"
-        "a = m.toolchain_arch(r.target.arch); ensure_go_volume(c, i, ensure_go(r.go, a, s), r.go.sha256[a])"
+        "from builders.settings import load_settings; from builders.recipe import load_recipe;"
+        "from builders.modes import resolve_mode; from builders.container import docker_client;"
+        "from builders.build import prepare_builder;"
+        f"s = load_settings(); r = load_recipe(s.recipes / '{recipe}.toml');"
+        "prepare_builder(docker_client(), resolve_mode(s.mode, r.target.arch), r, s)"
     )
     started = time.monotonic()
     result = subprocess.run([sys.executable, "-c", code], cwd=REPO, env=env, capture_output=True, text=True)
