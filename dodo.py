@@ -12,7 +12,7 @@ try:
 except BuildError as error:
     sys.exit(f"error: {error}")
 
-DOIT_CONFIG = {"default_tasks": ["about"], "verbosity": 2}
+DOIT_CONFIG = {"default_tasks": ["about"], "verbosity": 2, "reporter": tasks.StderrReporter}
 
 
 def task_about():
@@ -48,6 +48,12 @@ def task_pin():
 
     for recipe in RECIPES:
         yield sources.pin_task(recipe, SETTINGS)
+
+
+def task_preflight():
+    """Check the Docker engine, QEMU and disk for a recipe before its downloads start."""
+    for recipe in RECIPES:
+        yield tasks.preflight_task(recipe, SETTINGS)
 
 
 def task_compile():

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import shutil
-import subprocess
 import sys
 import time
 from dataclasses import dataclass
@@ -19,13 +18,13 @@ import docker
 
 from . import elf
 from .container import Container, docker_client
-from .errors import ContainerError, PackageError
+from .errors import ContainerError, PackageError, SourceError
 from .go_toolchain import ensure_go
 from .images import ensure_builder_image
 from .modes import BuildMode, resolve_mode
 from .recipe import Component, Recipe
 from .settings import Settings
-from .sources import checkout
+from .sources import checkout, last_line, run_git
 from .volumes import ensure_go_volume
 from .workspace import choose_workspace
 
@@ -150,8 +149,10 @@ def prepare_container(mode: BuildMode, user: str) -> Step:
 
 
 def commit_epoch(source: Path) -> int:
-    out = subprocess.run(["git", "-C", str(source), "log", "-1", "--format=%ct"], capture_output=True, text=True, check=True)
-    return int(out.stdout.strip())
+    status, out, err = run_git("log", "-1", "--format=%ct", cwd=source)
+    if status != 0:
+        raise SourceError(f"cannot read the commit time of {source} because git said: {last_line(err)}", hint="check the checkout; the next build makes a fresh one")
+    return int(out.strip())
 
 
 def build_component(recipe: Recipe, name: str, settings: Settings) -> None:

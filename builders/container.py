@@ -21,17 +21,24 @@ import docker
 import docker.errors
 
 from .errors import ContainerError
+from .tools import APT_HINTS, hint_for
 
 LABEL = "io.criobuild"
 
 
+ANSWER_SECONDS = 5  # an engine that has not answered a ping by then is not going to
+REQUEST_SECONDS = 600  # builds and image pulls are slow requests
+
+
 def docker_client() -> docker.DockerClient:
+    """A client of the engine DOCKER_HOST names, refused at once with Docker's own words if it does not answer."""
     try:
-        client = docker.from_env(timeout=600)
+        client = docker.from_env(timeout=ANSWER_SECONDS)
         client.ping()
     except docker.errors.DockerException as e:
         message, hint = daemon_problem(str(e))
         raise ContainerError(message, hint=hint) from None
+    client.api.timeout = REQUEST_SECONDS
     return client
 
 
@@ -108,9 +115,10 @@ class Container:
         self.timings.append((argv, round(time.monotonic() - started, 2)))
         if code != 0:
             last = "\n".join(tail)
+            where = f"the full log is {self.log.name}" if self.log else "its output is above"
             raise ContainerError(
                 f"{self.what}: `{' '.join(argv)}` failed because it returned {code} in image {self.image}\n{last}",
-                hint="the full log is in the component's log file under artifacts/<recipe>/logs/",
+                hint=hint_for(last, APT_HINTS, default=where) if argv[0].startswith("apt") else where,
             )
 
     def output(self, argv: list[str]) -> str:

@@ -3,9 +3,9 @@ from __future__ import annotations
 
 import hashlib
 import io
-import shutil
 import subprocess
 import sys
+from collections import deque
 
 import docker
 import docker.errors
@@ -13,6 +13,7 @@ import docker.errors
 from .arch import Arch
 from .errors import ContainerError
 from .recipe import Target
+from .tools import APT_HINTS, StderrTail, hint_for, last_lines, require_tool
 
 # What the four components need to build (cri-o: seccomp, gpgme, glib via conmon, systemd; pinns: static libc),
 # plus dpkg-dev so dpkg-shlibdeps can read the target's own shlibs files.
@@ -59,22 +60,57 @@ def pull_base(client: docker.DockerClient, target: Target, name: str) -> bool:
 
 def bootstrap_base(target: Target, name: str) -> None:
     """mmdebstrap a minimal root filesystem from the mirror and `docker import` it (streamed, no temp file)."""
-    if not shutil.which("mmdebstrap"):
-        raise ContainerError("cannot bootstrap a base image because mmdebstrap is not installed", hint="sudo apt-get install mmdebstrap")
+    check_bootstrap_tools(target)
     print(f"bootstrapping {name} from {target.mirror} with mmdebstrap", file=sys.stderr, flush=True)
     strap = subprocess.Popen(
         ["mmdebstrap", f"--arch={target.arch.to_deb()}", "--variant=minbase", "--include=ca-certificates",
          target.suite, "-", target.mirror],
-        stdout=subprocess.PIPE,
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE,
     )  # fmt: skip
+    strap_err = StderrTail(strap.stderr)  # type: ignore[arg-type]
     imported = subprocess.run(["docker", "import", f"--platform={target.arch.to_oci()}", "-", name], stdin=strap.stdout, capture_output=True, text=True)
     strap.stdout.close()  # type: ignore[union-attr]
-    if strap.wait() != 0 or imported.returncode != 0:
-        subprocess.run(["docker", "rmi", "-f", name], capture_output=True)
+    if strap.wait() != 0:
+        remove_image(name)
+        said = strap_err.text()
         raise ContainerError(
-            f"cannot bootstrap {name} because mmdebstrap returned {strap.returncode} and docker import said {imported.stderr.strip()!r}",
-            hint=f"check that {target.mirror} is reachable and serves {target.suite} for {target.arch}",
+            f"cannot bootstrap {name} because mmdebstrap returned {strap.returncode}:\n{last_lines(said)}",
+            hint=hint_for(said, mmdebstrap_hints(target), default="mmdebstrap's own words are above"),
         )
+    if imported.returncode != 0:
+        remove_image(name)
+        raise ContainerError(
+            f"cannot bootstrap {name} because `docker import` returned {imported.returncode}:\n{last_lines(imported.stderr)}",
+            hint="check the Docker engine (`docker info`) and its free disk (`docker system df`)",
+        )
+
+
+def check_bootstrap_tools(target: Target) -> None:
+    """mmdebstrap, and for a foreign architecture arch-test (a Recommends of mmdebstrap) and QEMU."""
+    from .arch import host_arch
+    from .modes import check_binfmt
+
+    why = f"bootstrap the {target.suite} {target.arch} base image"
+    require_tool("mmdebstrap", "mmdebstrap", why)
+    if target.arch != host_arch():
+        require_tool("arch-test", "arch-test", why)
+        check_binfmt(target.arch)
+
+
+def mmdebstrap_hints(target: Target) -> list[tuple[str, str]]:
+    mirror = f"check that {target.mirror} is reachable from this machine and serves {target.suite} for {target.arch}"
+    return [
+        ("install arch-test", "sudo apt-get install arch-test"),
+        ("Temporary failure resolving", mirror), ("Could not resolve", mirror), ("Failed to fetch", mirror),
+        ("Connection refused", mirror), ("Connection timed out", mirror), ("does not have a Release file", mirror),
+        ("Unable to locate package", f"{target.suite} lacks a package the bootstrap asks for: check the suite name"),
+        ("Exec format error", f"register QEMU for {target.arch}: sudo apt-get install qemu-user-static binfmt-support"),
+        ("No space left on device", "free disk space (mmdebstrap unpacks into a temporary directory)"),
+    ]  # fmt: skip
+
+
+def remove_image(name: str) -> None:
+    subprocess.run(["docker", "rmi", "-f", name], capture_output=True)
 
 
 def builder_dockerfile(base: str, base_id: str, packages: tuple[str, ...]) -> str:
@@ -104,13 +140,20 @@ def ensure_builder_image(client: docker.DockerClient, target: Target, packages: 
 
 
 def build_image(client: docker.DockerClient, dockerfile: str, name: str) -> None:
+    said: deque[str] = deque(maxlen=200)
     try:
         for line in client.api.build(fileobj=io.BytesIO(dockerfile.encode()), tag=name, rm=True, forcerm=True, decode=True):
-            print(line.get("stream", ""), end="", flush=True)
+            text = line.get("stream", "")
+            said.append(text)
+            print(text, end="", flush=True)
             if "error" in line:
-                raise ContainerError(f"cannot build {name} because {line['error'].strip()}", hint="read the apt output above")
+                output = "".join(said)
+                raise ContainerError(
+                    f"cannot build {name} because {line['error'].strip()}:\n{last_lines(output)}",
+                    hint=hint_for(output, APT_HINTS, default="apt's own words are above"),
+                )
     except docker.errors.APIError as e:
-        raise ContainerError(f"cannot build {name} because {e.explanation}") from None
+        raise ContainerError(f"cannot build {name} because the Docker engine said: {e.explanation}") from None
 
 
 def emulated_note(arch: Arch) -> str:

@@ -3,7 +3,7 @@
 The check itself lives in kernel_check.py (stdlib only, shipped to the target as a script); this module
 only picks the CRI-O version from the recipes, renders, and turns the verdict into doit's exit status:
 None -> 0 (ready), TaskFailed -> 1 (something required is missing), TaskError -> 2 (could not check).
-For JSON without doit's ".  check:kernel" title line, run `doit -r zero check:kernel --json`.
+doit's own lines go to stderr (tasks.StderrReporter), so `--json` leaves one JSON document on stdout.
 """
 from __future__ import annotations
 

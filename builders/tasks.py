@@ -2,15 +2,25 @@
 from __future__ import annotations
 
 import functools
+import sys
 from collections.abc import Callable
 from typing import Any
 
 from doit.exceptions import TaskFailed
+from doit.reporter import ConsoleReporter
 from doit.tools import config_changed
 
 from .errors import BuildError
 from .recipe import Recipe
 from .settings import Settings
+
+
+class StderrReporter(ConsoleReporter):
+    """doit's own lines (task titles, failures) go to stderr, so standard output carries only what tasks print:
+    `doit check:kernel --json | jq` reads one JSON document."""
+
+    def __init__(self, outstream: Any, options: dict[str, Any]) -> None:
+        super().__init__(sys.stderr, options)
 
 
 def as_action(func: Callable[..., Any]) -> Callable[..., Any]:
@@ -54,11 +64,36 @@ def compile_task(recipe: Recipe, component: str, settings: Settings) -> dict[str
         "name": f"{recipe.name}:{component}",
         "doc": f"build {component} {c.version} for {recipe.target.arch} in a {recipe.target.suite} container",
         "actions": [(as_action(build_component), [recipe, component, settings])],
+        "task_dep": [f"preflight:{recipe.name}"],  # first, before the downloads and clones file_dep brings
         "file_dep": [stamp_path(recipe, component, settings), completion_marker(recipe.go, go_arch, settings)],
         "targets": [staging_manifest(settings, recipe, component)],
         "uptodate": [config_changed({"recipe": recipe.fingerprint(component, go_arch), "mode": mode.name, "packages": mode.packages(recipe)})],
         "verbosity": 2,
     }
+
+
+def preflight_task(recipe: Recipe, settings: Settings) -> dict[str, Any]:
+    return {
+        "name": recipe.name,
+        "doc": "check the Docker engine, QEMU, tools and disk before anything is downloaded",
+        "actions": [(as_action(preflight), [recipe, settings])],
+        "uptodate": [False],
+        "verbosity": 2,
+    }
+
+
+def preflight(recipe: Recipe, settings: Settings) -> None:
+    """What would stop the build later, found now: the engine answers, QEMU is registered, disk, bootstrap tools."""
+    from .container import docker_client
+    from .images import base_image_name, check_bootstrap_tools, image_exists
+    from .modes import resolve_mode
+
+    client = docker_client()
+    mode = resolve_mode(settings.mode, recipe.target.arch)
+    mode.preflight(settings)
+    base = mode.builder_target(recipe.target)
+    if settings.base_source == "bootstrap" and not image_exists(client, base_image_name(base)):
+        check_bootstrap_tools(base)
 
 
 def build_task(recipe: Recipe, settings: Settings) -> dict[str, Any]:

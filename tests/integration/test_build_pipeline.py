@@ -18,6 +18,7 @@ COMPONENTS = ("cri-o", "conmon", "cni-plugins", "cri-tools")
 
 
 def ran(output: str, task: str) -> bool:
+    """doit's title line for a task it ran (on stderr: see builders.tasks.StderrReporter)."""
     return any(line.strip() == f".  {task}" for line in output.splitlines())
 
 
@@ -34,7 +35,11 @@ def fresh_pipeline(tmp_path, upstreams, go_tarballs, http_server, arm64_builder_
 def test_an_interrupted_build_leaves_no_container_and_no_partial_staging(fresh_pipeline: Pipeline, docker_engine) -> None:
     pipeline = fresh_pipeline
     log = (pipeline.root / "interrupted.log").open("w")
-    proc = subprocess.Popen(pipeline.doit_argv("compile:crio-1.18:conmon"), cwd=REPO, env=os.environ | pipeline.env, stdout=log, stderr=subprocess.STDOUT)
+    # The child gets a default SIGINT even when this pytest was started with SIGINT ignored (nohup, a background job).
+    proc = subprocess.Popen(
+        pipeline.doit_argv("compile:crio-1.18:conmon"), cwd=REPO, env=os.environ | pipeline.env, stdout=log, stderr=subprocess.STDOUT,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+    )
     try:
         wait_for(lambda: "+ make" in (pipeline.root / "interrupted.log").read_text(), proc, timeout=600)
         assert leftover_containers(docker_engine, pipeline.env["CRIOBUILD_ARTIFACTS"]), "the build should be running in a container"
@@ -105,7 +110,7 @@ def test_a_second_build_with_nothing_changed_rebuilds_nothing(pipeline: Pipeline
     result = pipeline.doit(*(f"compile:crio-1.18:{c}" for c in COMPONENTS))
     assert result.returncode == 0, result.stderr
     for component in COMPONENTS:
-        assert skipped_as_up_to_date(result.stdout, f"compile:crio-1.18:{component}"), result.stdout
+        assert skipped_as_up_to_date(result.stderr, f"compile:crio-1.18:{component}"), result.stderr
     assert "+ make" not in result.stdout
 
 
@@ -134,9 +139,9 @@ def test_changing_one_pin_rebuilds_that_component_and_what_packages_it(pipeline:
         result = pipeline.doit("build:crio-1.18")
         assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
         for task in ("compile:crio-1.18:conmon", "deb:crio-1.18:conmon", "deb:crio-1.18:cri-o", "tarball:crio-1.18", "sums:crio-1.18"):
-            assert ran(result.stdout, task), result.stdout
+            assert ran(result.stderr, task), result.stderr
         for task in ("compile:crio-1.18:cri-o", "compile:crio-1.18:cni-plugins", "compile:crio-1.18:cri-tools", "deb:crio-1.18:cri-tools"):
-            assert skipped_as_up_to_date(result.stdout, task), result.stdout
+            assert skipped_as_up_to_date(result.stderr, task), result.stderr
         conmon = run_staged(docker_engine, arm64_builder_image, pipeline.artifacts / "staging" / "conmon", ["/usr/bin/conmon", "--version"])
         assert conmon.startswith("conmon version 2.0.18")
 

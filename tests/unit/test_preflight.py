@@ -1,6 +1,13 @@
 """Preflight: each thing that stops a build is named with its fix before any work starts."""
 from __future__ import annotations
 
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
 
@@ -8,9 +15,14 @@ import pytest
 
 from builders.arch import Arch, host_arch
 from builders.container import daemon_problem, docker_client
-from builders.errors import ContainerError
+from builders.errors import BuildError, ContainerError
+from builders.images import bootstrap_base
+from builders.recipe import Target
+from builders.tools import hint_for
 from builders.modes import check_binfmt, check_disk, resolve_mode
 from builders.settings import load_settings
+
+REPO = Path(__file__).resolve().parents[2]
 
 
 def test_no_docker_daemon_names_the_fix(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
@@ -94,3 +106,120 @@ def test_auto_mode_falls_back_to_emulation_for_a_component_cross_cannot_build(mo
     with pytest.raises(ContainerError):
         build.build_component(recipe, "cri-o", load_settings({"CRIOBUILD_MODE": "cross", "CRIOBUILD_CACHE": str(tmp_path)}))
     assert tried == ["cross"]
+
+
+# --------------------------------------------------------------------------- the host's tools, and their own words
+
+
+def stand_in(bin_dir: Path, name: str, script: str) -> None:
+    """A program of that name on PATH that does what script says."""
+    bin_dir.mkdir(exist_ok=True)
+    path = bin_dir / name
+    path.write_text("#!/bin/sh\n" + script)
+    path.chmod(0o755)
+
+
+def only_on_path(monkeypatch: pytest.MonkeyPatch, bin_dir: Path) -> None:
+    """PATH is bin_dir and the basics (sh, cat), nothing the test did not put there."""
+    basics = bin_dir / "basics"
+    basics.mkdir(parents=True, exist_ok=True)
+    for tool in ("sh", "cat"):
+        (basics / tool).symlink_to(shutil.which(tool))
+    monkeypatch.setenv("PATH", f"{bin_dir}:{basics}")
+
+
+def test_a_failing_mmdebstrap_reaches_the_user_in_its_own_words_with_a_matching_hint(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    bins = tmp_path / "bin"
+    stand_in(bins, "mmdebstrap", "echo 'I: chroot architecture armhf is equal to the host architecture' >&2\n"
+                                 "echo 'E: apt-get update failed: Temporary failure resolving deb.example.invalid' >&2\nexit 25\n")
+    stand_in(bins, "docker", "cat >/dev/null\nexit 0\n")
+    only_on_path(monkeypatch, bins)
+    target = Target(distro="debian", suite="bookworm", arch=host_arch(), mirror="http://deb.example.invalid/debian")
+    with pytest.raises(ContainerError) as info:
+        bootstrap_base(target, "criobuild/base:test")
+    text = str(info.value)
+    assert "mmdebstrap returned 25" in text
+    assert "E: apt-get update failed: Temporary failure resolving deb.example.invalid" in text
+    assert "hint: check that http://deb.example.invalid/debian is reachable" in text
+
+
+def test_mmdebstraps_arch_test_complaint_gets_the_install_command_as_its_hint(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    bins = tmp_path / "bin"
+    stand_in(bins, "mmdebstrap", "echo 'E: install arch-test for foreign architecture support' >&2\nexit 25\n")
+    stand_in(bins, "docker", "cat >/dev/null\nexit 0\n")
+    only_on_path(monkeypatch, bins)
+    target = Target(distro="debian", suite="bookworm", arch=host_arch(), mirror="http://deb.debian.org/debian")
+    with pytest.raises(ContainerError) as info:
+        bootstrap_base(target, "criobuild/base:test")
+    assert "E: install arch-test for foreign architecture support" in str(info.value)
+    assert str(info.value).endswith("hint: sudo apt-get install arch-test")
+
+
+def test_bootstrapping_a_foreign_architecture_without_arch_test_is_refused_before_mmdebstrap_runs(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    bins = tmp_path / "bin"
+    stand_in(bins, "mmdebstrap", f"touch {tmp_path}/mmdebstrap-ran\nexit 0\n")
+    only_on_path(monkeypatch, bins)
+    foreign = Arch.amd64 if host_arch() == Arch.arm64 else Arch.arm64
+    target = Target(distro="debian", suite="bookworm", arch=foreign, mirror="http://deb.debian.org/debian")
+    with pytest.raises(BuildError) as info:
+        bootstrap_base(target, "criobuild/base:test")
+    assert f"cannot bootstrap the bookworm {foreign} base image because arch-test is not installed" in str(info.value)
+    assert "hint: sudo apt-get install arch-test" in str(info.value)
+    assert not (tmp_path / "mmdebstrap-ran").exists()
+
+
+def test_a_failing_docker_import_says_what_docker_said(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    bins = tmp_path / "bin"
+    stand_in(bins, "mmdebstrap", "echo 'not really a tarball'\nexit 0\n")
+    stand_in(bins, "docker", "cat >/dev/null\necho 'Error response from daemon: archive/tar: invalid tar header' >&2\nexit 1\n")
+    only_on_path(monkeypatch, bins)
+    target = Target(distro="debian", suite="bookworm", arch=host_arch(), mirror="http://deb.debian.org/debian")
+    with pytest.raises(ContainerError) as info:
+        bootstrap_base(target, "criobuild/base:test")
+    assert "`docker import` returned 1:\nError response from daemon: archive/tar: invalid tar header" in str(info.value)
+
+
+def test_the_hint_follows_the_last_cause_in_the_output() -> None:
+    hints = [("Failed to fetch", "network"), ("Unable to locate package", "package")]
+    assert hint_for("W: Failed to fetch x\nE: Unable to locate package foo\n", hints, "default") == "package"
+    assert hint_for("E: something else\n", hints, "default") == "default"
+
+
+# --------------------------------------------------------------------------- doit as a user runs it
+
+
+def doit(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "doit", *args], cwd=REPO, capture_output=True, text=True, env=os.environ | env, timeout=300)
+
+
+def test_check_kernel_json_writes_exactly_one_json_document_to_stdout(tmp_path: Path) -> None:
+    config = REPO / "tests/fixtures/kernel/debian-bookworm-arm64-6.1.config"
+    result = doit("--db-file", str(tmp_path / "db"), "check:kernel", "--json", "--config", str(config), "--crio-version", "1.18.6", env={})
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout)
+    assert (report["verdict"], report["config_source"]) == ("ok", str(config))
+
+
+@pytest.fixture
+def silent_engine() -> Iterator[str]:
+    """A TCP port that accepts connections and never answers, like a hung or firewalled Docker engine."""
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen(16)
+    try:
+        yield f"tcp://127.0.0.1:{server.getsockname()[1]}"
+    finally:
+        server.close()
+
+
+def test_a_build_against_an_engine_that_does_not_answer_stops_before_any_download_or_clone(tmp_path: Path, silent_engine: str) -> None:
+    env = {
+        "DOCKER_HOST": silent_engine, "CRIOBUILD_CACHE": str(tmp_path / "cache"), "CRIOBUILD_ARTIFACTS": str(tmp_path / "artifacts"),
+        "CRIOBUILD_GO_MIRROR": "http://127.0.0.1:9/go", "CRIOBUILD_MIN_FREE_GIB": "0",
+    }  # fmt: skip
+    result = doit("--db-file", str(tmp_path / "db"), "build:crio-1.18", env=env)
+    assert result.returncode != 0
+    assert "cannot talk to the Docker daemon because it does not answer" in result.stderr
+    assert "Read timed out" in result.stderr  # Docker's own words
+    assert "preflight:crio-1.18" in result.stderr
+    assert not (tmp_path / "cache").exists(), "nothing may be downloaded or cloned before the engine answers"
