@@ -3,7 +3,7 @@ import sys
 
 from builders import tasks
 from builders.errors import BuildError
-from builders.recipe import COMPONENTS, load_all
+from builders.recipe import load_all
 from builders.settings import load_settings
 
 try:
@@ -28,7 +28,8 @@ def task_go():
     wanted = {}
     for r in RECIPES:
         arch = resolve_mode(SETTINGS.mode, r.target.arch).toolchain_arch(r.target.arch)
-        wanted[(r.go.version, arch)] = r.go
+        for go in r.toolchains():
+            wanted[(go.version, arch)] = go
     for (_, arch), go in sorted(wanted.items()):
         yield go_task(go, arch, SETTINGS)
 
@@ -38,7 +39,7 @@ def task_source():
     from builders import sources
 
     for recipe in RECIPES:
-        for name in COMPONENTS:
+        for name in recipe.components:
             yield sources.source_task(recipe, name, SETTINGS)
 
 
@@ -57,9 +58,9 @@ def task_preflight():
 
 
 def task_compile():
-    """Build one component of a recipe in an arm64 container into its staging tree."""
+    """Build one component of a recipe in a container of its target into its staging tree."""
     for recipe in RECIPES:
-        for component in COMPONENTS:
+        for component in recipe.components:
             yield tasks.compile_task(recipe, component, SETTINGS)
 
 
@@ -68,7 +69,7 @@ def task_deb():
     from builders.deb import deb_task
 
     for recipe in RECIPES:
-        for component in COMPONENTS:
+        for component in recipe.components:
             yield deb_task(recipe, component, SETTINGS)
 
 
@@ -89,13 +90,13 @@ def task_sums():
 
 
 def task_build():
-    """Build every artifact of a recipe: `doit build:crio-1.18`."""
+    """Build every artifact of a recipe: `doit build:crio-1.36` (`doit list --all build`: every recipe)."""
     for recipe in RECIPES:
         yield tasks.build_task(recipe, SETTINGS)
 
 
 def task_check():
-    """Checks before installing: `doit check:kernel [--config PATH] [--crio-version X.Y.Z|crio-1.18] [--json]`."""
+    """Checks before installing: `doit check:kernel [--config PATH] [--crio-version X.Y.Z|crio-1.36] [--json]`."""
     from builders import kernel_report
 
     yield {
@@ -113,7 +114,7 @@ def task_check():
 
 
 def task_accept():
-    """Install a recipe's .debs in a clean arm64 container and run them: `doit accept:crio-1.18`."""
+    """Install a recipe's .debs in a clean arm64 container and run them: `doit accept:crio-1.36`."""
     from builders.acceptance import accept_task
 
     for recipe in RECIPES:

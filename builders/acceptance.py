@@ -1,26 +1,28 @@
 """Install acceptance: a recipe's .debs installed with apt in a clean container of its target, then run.
 
-`doit accept:crio-1.18` copies the four .debs into a fresh container of the target's base image (the
+`doit accept:crio-1.18` copies the recipe's .debs into a fresh container of the target's base image (the
 same one the builds start from, with nothing added), lets apt install them and pull their dependencies
-from the distribution's mirror, checks that dpkg has each at the expected version, and runs
-`crio --version`, `conmon --version` and `crictl --version`, which must print the pinned versions.
+from the distribution's mirror, checks that dpkg has each at the expected version, and runs each component's version command
+(`crio --version`, `conmon --version`, `crictl --version`, the runtimes' `--version`), which must print
+the pinned versions.
 """
 from __future__ import annotations
 
+import re
 import shutil
 import tempfile
+import tomllib
 from pathlib import Path
 from typing import Any
 
 
 from .container import Container
 from .errors import ContainerError, PackageError
-from .recipe import COMPONENTS, Recipe
+from .components import upstream
+from .recipe import Recipe
 from .settings import Settings
 
 APT_ENV = {"DEBIAN_FRONTEND": "noninteractive", "LANG": "C.UTF-8"}
-# component -> the command that must print its version once the packages are installed
-VERSION_COMMANDS = {"cri-o": ["crio", "--version"], "conmon": ["conmon", "--version"], "cri-tools": ["crictl", "--version"]}
 
 
 def accept_task(recipe: Recipe, settings: Settings) -> dict[str, Any]:
@@ -31,17 +33,17 @@ def accept_task(recipe: Recipe, settings: Settings) -> dict[str, Any]:
         "name": recipe.name,
         "doc": f"install {recipe.name}'s .debs with apt in a clean {recipe.target.suite} {recipe.target.arch} container and run crio/conmon/crictl --version",
         "actions": [(as_action(accept), [recipe, settings])],
-        "file_dep": [deb_path(recipe, c, settings) for c in COMPONENTS],
+        "file_dep": [deb_path(recipe, c, settings) for c in recipe.components],
         "verbosity": 2,
     }
 
 
 def accept(recipe: Recipe, settings: Settings) -> None:
     from .container import docker_client
-    from .deb import PACKAGE_NAMES, deb_path, deb_version
+    from .deb import deb_path, deb_version, package_name
     from .images import ensure_base_image
 
-    debs = [deb_path(recipe, c, settings) for c in COMPONENTS]
+    debs = [deb_path(recipe, c, settings) for c in recipe.components]
     missing = [d.name for d in debs if not d.is_file()]
     if missing:
         raise PackageError(
@@ -60,14 +62,16 @@ def accept(recipe: Recipe, settings: Settings) -> None:
             box.copy_into(Path(tmp), "/tmp/debs")
             box.call(["apt-get", "update", "-q"], env=APT_ENV)
             box.call(["apt-get", "install", "-y", "-q", "--no-install-recommends", *(f"/tmp/debs/{d.name}" for d in debs)], env=APT_ENV)
-            packages = [PACKAGE_NAMES[c] for c in COMPONENTS]
+            packages = [package_name(c) for c in recipe.components]
             installed = box.output(["dpkg-query", "-W", "-f", "${Package} ${Version} ${db:Status-Status}\n", *packages])
-            for c in COMPONENTS:
-                want = f"{PACKAGE_NAMES[c]} {deb_version(recipe, c)} installed"
+            for c in recipe.components:
+                want = f"{package_name(c)} {deb_version(recipe, c)} installed"
                 if want not in installed.splitlines():
                     raise ContainerError(f"{what}: dpkg does not have `{want}` because it reports:\n{installed}", hint="see artifacts/<recipe>/logs/accept.log")
-            for c, argv in VERSION_COMMANDS.items():
-                check_version(box, argv, recipe.components[c].version, what)
+            for c, pin in recipe.components.items():
+                if upstream(c).version_command:
+                    check_version(box, list(upstream(c).version_command), pin.version, what)
+            check_configuration(box, what)
     print(f"{what}: {', '.join(d.name for d in debs)} install on {recipe.target.distro} {recipe.target.suite} {recipe.target.arch} and run")
 
 
@@ -75,6 +79,21 @@ def check_version(box: Container, argv: list[str], version: str, what: str) -> N
     result = box.container.exec_run(argv, environment=APT_ENV)
     out = result.output.decode(errors="replace")
     box.say(f"+ {' '.join(argv)}\n{out}", end="")
+    version = re.match(r"\d+(\.\d+)*", version).group(0)  # type: ignore[union-attr]  # a snapshot (1.37.0-dev) prints its release
     if result.exit_code != 0 or version not in out:
         why = f"it returned {result.exit_code}" if result.exit_code != 0 else f"its output does not name version {version}"
         raise ContainerError(f"{what}: `{' '.join(argv)}` failed because {why}:\n{out.strip()}", hint="see artifacts/<recipe>/logs/accept.log")
+
+
+def check_configuration(box: Container, what: str) -> None:
+    """What crio makes of crio.conf and the drop-ins names programs these packages installed."""
+    effective = tomllib.loads(box.output(["sh", "-c", "crio config 2>/dev/null"]))["crio"]  # its log lines go to stderr
+    runtime = effective["runtime"]
+    handlers = runtime.get("runtimes", {})
+    paths = [runtime.get("conmon", "")] + [p for h in handlers.values() for p in (h.get("runtime_path", ""), h.get("monitor_path", ""))]
+    missing = [p for p in paths if p and box.container.exec_run(["test", "-x", p]).exit_code != 0]
+    default = runtime.get("default_runtime")
+    if missing or default not in handlers:
+        why = f"it names {', '.join(missing)}, which no package installed" if missing else f"its default runtime {default!r} has no table"
+        raise ContainerError(f"{what}: `crio config` is not what the packages installed because {why}", hint="see artifacts/<recipe>/logs/accept.log")
+    box.say(f"crio config: default runtime {default}, " + ", ".join(f"{n} {h.get('runtime_path')}" for n, h in handlers.items()))

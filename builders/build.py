@@ -17,6 +17,8 @@ from typing import TextIO
 import docker
 
 from . import elf
+from .components import upstream
+from .components.base import OUT, Step, sh
 from .container import Container, docker_client
 from .errors import ContainerError, PackageError, SourceError
 from .go_toolchain import ensure_go
@@ -29,64 +31,7 @@ from .volumes import ensure_go_volume
 from .workspace import choose_workspace
 
 SRC = "/src"
-OUT = "/out"
 GOROOT = "/usr/local/go"
-CNI_DIR = "/usr/lib/cni"
-CONMON_PATH = "/usr/bin/conmon"
-RUNC_PATH = "/usr/sbin/runc"  # Debian's runc package
-
-
-@dataclass(frozen=True)
-class Step:
-    argv: list[str]
-
-
-def sh(command: str) -> Step:
-    return Step(["bash", "-euo", "pipefail", "-c", command])
-
-
-def make(*args: str) -> Step:
-    return Step(["make", *args])
-
-
-def crio_conf_overrides(recipe: Recipe) -> str:
-    return " ".join([
-        f"--cgroup-manager={recipe.cgroup_manager}",
-        f"--pause-image={recipe.pause_image}",
-        f"--conmon={CONMON_PATH}",
-        f"--runtimes=runc:{RUNC_PATH}:/run/runc",
-        f"--cni-plugin-dir={CNI_DIR}",
-        "--cni-plugin-dir=/opt/cni/bin",
-    ])  # fmt: skip
-
-
-def crio_steps(recipe: Recipe, c: Component) -> list[Step]:
-    tags = " ".join(c.buildtags)
-    install_vars = [f"DESTDIR={OUT}", f"PREFIX={OUT}/usr", f"ETCDIR={OUT}/etc"]
-    return [
-        make("binaries", f"BUILDTAGS={tags}"),
-        make("crio.conf", f"CONF_OVERRIDES={crio_conf_overrides(recipe)}"),
-        make("docs"),
-        make("install.bin-nobuild", "install.config-nobuild", "install.man-nobuild", "install.completions", "install.systemd", *install_vars),
-        sh(f"install -D -m 644 -t {OUT}/etc/cni/net.d contrib/cni/10-crio-bridge.conf contrib/cni/99-loopback.conf"),
-        sh(f"sed -i --follow-symlinks 's|/usr/local/bin/crio|/usr/bin/crio|' {OUT}/usr/lib/systemd/system/*.service"),
-    ]
-
-
-def conmon_steps(recipe: Recipe, c: Component) -> list[Step]:
-    return [make(), sh(f"install -D -m 755 bin/conmon {OUT}{CONMON_PATH}")]
-
-
-def cni_plugins_steps(recipe: Recipe, c: Component) -> list[Step]:
-    version_flag = f"-X github.com/containernetworking/plugins/pkg/utils/buildversion.BuildVersion=v{c.version}"
-    return [
-        Step(["./build_linux.sh", "-ldflags", version_flag]),
-        sh(f"install -D -m 755 -t {OUT}{CNI_DIR} bin/*"),
-    ]
-
-
-def cri_tools_steps(recipe: Recipe, c: Component) -> list[Step]:
-    return [make("crictl"), sh(f"install -D -m 755 _output/crictl {OUT}/usr/bin/crictl")]
 
 
 # Upstream Makefiles stamp `date -u` into binaries (cri-o's buildDate); this `date` answers with
@@ -103,9 +48,6 @@ GOCACHE = "/cache"
 def shims_script(shims: dict[str, str]) -> str:
     writes = [f"cat > {SHIM_DIR}/{name} <<'EOF'\n{script}EOF\nchmod 755 {SHIM_DIR}/{name}" for name, script in shims.items()]
     return f"mkdir -p {SHIM_DIR}\n" + "\n".join(writes)
-
-
-STEPS = {"cri-o": crio_steps, "conmon": conmon_steps, "cni-plugins": cni_plugins_steps, "cri-tools": cri_tools_steps}
 
 
 def staging_dir(settings: Settings, recipe: Recipe, component: str) -> Path:
@@ -164,10 +106,22 @@ def build_component(recipe: Recipe, name: str, settings: Settings) -> None:
     try:
         build_with(mode, recipe, name, settings)
     except ContainerError as error:
-        if settings.mode != "auto" or mode.name != "cross":
+        if settings.mode != "auto" or mode.name != "cross" or not cross_toolchain_failed(error.message):
             raise
         print(f"cross mode could not build {name} ({error.message.splitlines()[0]}); building it under emulation", file=sys.stderr)
         build_with(resolve_mode("qemu", recipe.target.arch), recipe, name, settings)
+
+
+# What a build says when the cross toolchain failed it, not the source: emulation builds those. A failing
+# make target, a compile error or a missing output fails the same way under emulation, so it fails at once.
+CROSS_TOOLCHAIN_FAILURES = (
+    "cannot run test program while cross compiling", "Exec format error", "skipping incompatible",
+    "cannot find -l", "was not found in the pkg-config search path", "file format not recognized", "wrong ELF class",
+)  # fmt: skip
+
+
+def cross_toolchain_failed(output: str) -> bool:
+    return any(marker in output for marker in CROSS_TOOLCHAIN_FAILURES)
 
 
 @dataclass(frozen=True)
@@ -176,12 +130,13 @@ class Builder:
     go_volume: str  # the Go toolchain, mounted read-only at GOROOT
 
 
-def prepare_builder(client: docker.DockerClient, mode: BuildMode, recipe: Recipe, settings: Settings) -> Builder:
-    """The builder image and the Go toolchain volume for this mode."""
+def prepare_builder(client: docker.DockerClient, mode: BuildMode, recipe: Recipe, settings: Settings, component: str = "cri-o") -> Builder:
+    """The builder image and the volume of the Go toolchain that builds component, for this mode."""
     image = ensure_builder_image(client, mode.builder_target(recipe.target), mode.packages(recipe), settings.base_source)
     toolchain_arch = mode.toolchain_arch(recipe.target.arch)
-    goroot = ensure_go(recipe.go, toolchain_arch, settings)
-    return Builder(image, ensure_go_volume(client, image, goroot, recipe.go.sha256[toolchain_arch]))
+    go = recipe.go_for(component)
+    goroot = ensure_go(go, toolchain_arch, settings)
+    return Builder(image, ensure_go_volume(client, image, goroot, go.sha256[toolchain_arch]))
 
 
 def build_with(mode: BuildMode, recipe: Recipe, name: str, settings: Settings) -> None:
@@ -189,7 +144,7 @@ def build_with(mode: BuildMode, recipe: Recipe, name: str, settings: Settings) -
     component = recipe.components[name]
     mode.preflight(settings)
     client = docker_client()
-    builder = prepare_builder(client, mode, recipe, settings)
+    builder = prepare_builder(client, mode, recipe, settings, name)
     work = settings.cache / "work" / recipe.name / name
     final, manifest = staging_dir(settings, recipe, name), staging_manifest(settings, recipe, name)
     manifest.unlink(missing_ok=True)
@@ -225,7 +180,7 @@ def run_build(client: docker.DockerClient, builder: Builder, mode: BuildMode, re
             box.copy_into(source, SRC)
         box.call(prepare_container(mode, space.user).argv, user="root")
         box.timings.clear()
-        for step in STEPS[name](recipe, component):
+        for step in upstream(name).steps(recipe, component):
             box.call(step.argv)
         steps = [{"argv": argv, "seconds": seconds} for argv, seconds in box.timings]
         if not space.mount:
@@ -267,7 +222,7 @@ def image_id(name: str) -> str:
 def write_manifest(path: Path, recipe: Recipe, c: Component, mode: BuildMode, image: str, binaries: list[str], epoch: int, timing: dict) -> None:
     data = {
         "component": c.name, "version": c.version, "repo": c.repo, "tag": c.tag, "branch": c.branch,
-        "commit": c.commit, "source_date_epoch": epoch, "go": recipe.go.version, "mode": mode.name,
+        "commit": c.commit, "source_date_epoch": epoch, "go": recipe.go_for(c.name).version, "mode": mode.name,
         "builder_image": image, "builder_image_id": image_id(image), "binaries": binaries, **timing,
     }  # fmt: skip
     tmp = path.with_suffix(".json.partial")

@@ -12,15 +12,23 @@ import docker.errors
 
 from .arch import Arch
 from .errors import ContainerError
-from .recipe import Target
+from .components import upstream
+from .recipe import Recipe, Target
 from .tools import APT_HINTS, StderrTail, hint_for, last_lines, require_tool
 
-# What the four components need to build (cri-o: seccomp, gpgme, glib via conmon, systemd; pinns: static libc),
-# plus dpkg-dev so dpkg-shlibdeps can read the target's own shlibs files.
-BUILD_PACKAGES = (
-    "ca-certificates", "dpkg-dev", "file", "gcc", "git", "libc6-dev", "libglib2.0-dev", "libgpgme-dev",
-    "libseccomp-dev", "libsystemd-dev", "make", "pkg-config",
-)  # fmt: skip
+# What every build needs, whatever it builds: each component adds its own (builders/components/), and
+# dpkg-dev lets dpkg-shlibdeps read the target's own shlibs files.
+COMMON_BUILD_PACKAGES = ("ca-certificates", "dpkg-dev", "file", "gcc", "git", "libc6-dev", "make", "pkg-config")
+
+
+def build_packages(recipe: Recipe) -> tuple[str, ...]:
+    """The builder image's packages: the recipe's target.packages if it lists them, else what its components need."""
+    if recipe.build_packages:
+        return recipe.build_packages
+    needed = set(COMMON_BUILD_PACKAGES)
+    for name, pin in recipe.components.items():
+        needed.update(upstream(name).build_packages(pin))
+    return tuple(sorted(needed))
 
 
 def base_image_name(target: Target) -> str:

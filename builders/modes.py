@@ -7,7 +7,7 @@ from pathlib import Path
 
 from .arch import Arch, host_arch
 from .errors import ContainerError
-from .images import BUILD_PACKAGES
+from .images import build_packages
 from .recipe import Recipe, Target
 from .settings import Settings
 
@@ -33,7 +33,7 @@ class BuildMode:
         return target
 
     def packages(self, recipe: Recipe) -> tuple[str, ...]:
-        return recipe.build_packages or BUILD_PACKAGES
+        return build_packages(recipe)
 
     def preflight(self, settings: Settings) -> None:
         check_disk(settings)
@@ -78,6 +78,7 @@ class Cross(BuildMode):
         triplet = self.target_arch.to_gnu_triplet()
         return {
             "GOARCH": self.target_arch.to_go(),
+            "CRIOBUILD_HOST": triplet,  # autotools' --host (crun's configure)
             "CC": f"{triplet}-gcc",
             "PKG_CONFIG_LIBDIR": f"/usr/lib/{triplet}/pkgconfig:/usr/share/pkgconfig",
         }
@@ -95,9 +96,13 @@ class Cross(BuildMode):
 def cross_packages(packages: tuple[str, ...], target: Arch) -> tuple[str, ...]:
     """Build tools for the host; libraries (-dev) for the target, plus its cross compiler and libc."""
     deb = target.to_deb()
-    libraries = [f"{p}:{deb}" for p in packages if p.startswith("lib") and p.endswith("-dev")]
-    tools = [p for p in packages if not p.startswith("lib")] + ["libc6-dev"]
+    libraries = [f"{p}:{deb}" for p in packages if is_library(p)]
+    tools = [p for p in packages if not is_library(p)] + ["libc6-dev"]  # libtool too: a tool, for all its name
     return tuple(sorted({*tools, *libraries, f"gcc-{target.to_gnu_triplet()}", f"binutils-{target.to_gnu_triplet()}"}))
+
+
+def is_library(package: str) -> bool:
+    return package.startswith("lib") and package.endswith("-dev")
 
 
 def check_binfmt(arch: Arch, root: Path = BINFMT) -> None:

@@ -4,14 +4,14 @@ from __future__ import annotations
 import difflib
 import re
 import tomllib
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 from .arch import Arch
+from .components import REQUIRED, UPSTREAMS
 from .errors import RecipeError
 
-COMPONENTS = ("cri-o", "conmon", "cni-plugins", "cri-tools")
 DEFAULT_MAINTAINER = "criobuild <criobuild@users.noreply.github.com>"
 CGROUP_MANAGERS = ("systemd", "cgroupfs")
 COMMIT_RE = re.compile(r"^[0-9a-f]{40}$")
@@ -45,8 +45,20 @@ SCHEMA: dict[str, tuple[type, bool]] = {
     "components.*.commit": (str, True),
     "components.*.version": (str, False),
     "components.*.buildtags": (list, False),
+    "components.*.go": (dict, False),  # a component that needs another Go than the recipe's [go]
+    "components.*.go.version": (str, True),
+    "components.*.go.sha256": (dict, True),
 }
 DEFAULT_MIRRORS = {"debian": "http://deb.debian.org/debian", "ubuntu": "http://ports.ubuntu.com/ubuntu-ports"}
+
+
+@dataclass(frozen=True, kw_only=True)
+class GoToolchain:
+    version: str
+    sha256: dict[Arch, str]
+
+    def tarball(self, arch: Arch) -> str:
+        return f"go{self.version}.linux-{arch.to_go()}.tar.gz"
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -58,20 +70,12 @@ class Component:
     branch: str | None = None
     tag: str | None = None
     buildtags: tuple[str, ...] = ()
+    go: GoToolchain | None = None  # None: the recipe's
 
     @property
     def ref(self) -> str:
         """What to fetch: the tag when pinned to a release, else the branch."""
         return self.tag or self.branch  # type: ignore[return-value]
-
-
-@dataclass(frozen=True, kw_only=True)
-class GoToolchain:
-    version: str
-    sha256: dict[Arch, str]
-
-    def tarball(self, arch: Arch) -> str:
-        return f"go{self.version}.linux-{arch.to_go()}.tar.gz"
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -99,15 +103,24 @@ class Recipe:
     def crio(self) -> Component:
         return self.components["cri-o"]
 
+    def go_for(self, component: str) -> GoToolchain:
+        return self.components[component].go or self.go
+
+    def toolchains(self) -> list[GoToolchain]:
+        return list({self.go_for(c).version: self.go_for(c) for c in self.components}.values())
+
     def fingerprint(self, component: str, go_arch: Arch) -> dict[str, Any]:
         """What building one component reads from the recipe; feeds doit's config_changed.
 
         Only the toolchain that builds it counts: pinning the other architecture's Go rebuilds nothing.
+        cri-o's build also reads the recipe's settings and the runtimes it names in its drop-in.
         """
-        settings = {"cgroup_manager": self.cgroup_manager, "pause_image": self.pause_image} if component == "cri-o" else {}
+        go = self.go_for(component)
+        settings = {"cgroup_manager": self.cgroup_manager, "pause_image": self.pause_image, "pins": sorted(self.components)} if component == "cri-o" else {}
+        pin = self.components[component]
         return {
-            "go": self.go.version, "go_sha256": self.go.sha256.get(go_arch), "target": repr(self.target),
-            "component": repr(self.components[component]), **settings,
+            "go": go.version, "go_sha256": go.sha256.get(go_arch), "target": repr(self.target),
+            "component": repr(replace(pin, go=None)), **settings,
         }  # fmt: skip
 
 
@@ -135,15 +148,20 @@ def load_all(directory: Path) -> list[Recipe]:
 
 def check_go_pins_agree(recipes: list[Recipe]) -> None:
     """One Go version is one toolchain in the cache: every recipe must pin the same sha256 for it."""
-    seen: dict[tuple[str, Arch], Recipe] = {}
+    seen: dict[tuple[str, Arch], tuple[Recipe, str]] = {}
     for r in recipes:
-        for arch, digest in r.go.sha256.items():
-            first = seen.setdefault((r.go.version, arch), r)
-            if first.go.sha256[arch] != digest:
-                raise RecipeError(
-                    f"{r.path}: key 'go.sha256.{arch}' disagrees with {first.path} for Go {r.go.version}",
-                    hint="the official tarball has one checksum: copy the right one into both recipes",
-                )
+        for key, go in go_tables(r):
+            for arch, digest in go.sha256.items():
+                first, first_digest = seen.setdefault((go.version, arch), (r, digest))
+                if first_digest != digest:
+                    raise RecipeError(
+                        f"{r.path}: key '{key}.sha256.{arch}' disagrees with {first.path} for Go {go.version}",
+                        hint="the official tarball has one checksum: copy the right one into both recipes",
+                    )
+
+
+def go_tables(recipe: Recipe) -> list[tuple[str, GoToolchain]]:
+    return [("go", recipe.go)] + [(f"components.{name}.go", c.go) for name, c in recipe.components.items() if c.go]
 
 
 def recipe_sort_key(path: Path) -> tuple[int, ...]:
@@ -162,15 +180,15 @@ def check_keys(path: Path, table: dict[str, Any], prefix: str) -> None:
     for key, value in table.items():
         dotted = f"{prefix}{key}"
         spec = SCHEMA.get(schema_key(dotted))
-        if spec is None or (prefix == "components." and key not in COMPONENTS):
+        if spec is None or (prefix == "components." and key not in UPSTREAMS):
             allowed = allowed_keys(prefix)
             raise RecipeError(
                 f"{path}: unknown key '{dotted}'" + suggestion(key, allowed),
                 hint=f"allowed in this table: {', '.join(allowed)}",
             )
         expected, _ = spec
-        if dotted == "go.sha256":
-            check_sha256_table(path, value)
+        if schema_key(dotted) in ("go.sha256", "components.*.go.sha256"):
+            check_sha256_table(path, value, dotted)
             continue
         if not isinstance(value, expected):
             raise RecipeError(
@@ -190,30 +208,30 @@ def check_required(path: Path, table: dict[str, Any], prefix: str) -> None:
         if leaf not in table:
             raise RecipeError(f"{path}: missing key '{prefix}{leaf}'", hint="every recipe needs it; see recipes/crio-1.18.toml")
     if prefix == "components.":
-        for name in COMPONENTS:
+        for name in REQUIRED:
             if name not in table:
-                raise RecipeError(f"{path}: missing key 'components.{name}'", hint=f"pin all of: {', '.join(COMPONENTS)}")
+                raise RecipeError(f"{path}: missing key 'components.{name}'", hint=f"pin all of: {', '.join(REQUIRED)}")
 
 
-def check_sha256_table(path: Path, value: Any) -> None:
+def check_sha256_table(path: Path, value: Any, key: str) -> None:
     if not isinstance(value, dict) or not value:
-        raise RecipeError(f"{path}: key 'go.sha256' must be a table of architecture = sha256", hint='e.g. sha256 = { arm64 = "…", amd64 = "…" }')
+        raise RecipeError(f"{path}: key '{key}' must be a table of architecture = sha256", hint='e.g. sha256 = { arm64 = "…", amd64 = "…" }')
     for arch, digest in value.items():
         if arch not in Arch.__members__:
             raise RecipeError(
-                f"{path}: unknown architecture 'go.sha256.{arch}'",
+                f"{path}: unknown architecture '{key}.{arch}'",
                 hint=f"use one of: {', '.join(Arch.__members__)}" + suggestion(arch, list(Arch.__members__)),
             )
         if not isinstance(digest, str) or not SHA256_RE.match(digest):
             raise RecipeError(
-                f"{path}: key 'go.sha256.{arch}' is not a sha256: {digest!r}",
+                f"{path}: key '{key}.{arch}' is not a sha256: {digest!r}",
                 hint="use the 64 lower-case hex digits published for the official go tarball",
             )
 
 
 def allowed_keys(prefix: str) -> list[str]:
     if prefix == "components.":
-        return list(COMPONENTS)
+        return list(UPSTREAMS)
     parent = schema_key(prefix.rstrip("."))
     return [k.rsplit(".", 1)[-1] for k in SCHEMA if k.rpartition(".")[0] == parent]
 
@@ -231,7 +249,7 @@ def build_recipe(path: Path, data: dict[str, Any]) -> Recipe:
     if data["schema"] != 1:
         raise RecipeError(f"{path}: key 'schema' is {data['schema']}, this tool reads schema 1", hint="set schema = 1")
     package = data.get("package", {})
-    return Recipe(
+    recipe = Recipe(
         name=path.stem,
         path=path,
         go=build_go(path, data["go"]),
@@ -241,14 +259,17 @@ def build_recipe(path: Path, data: dict[str, Any]) -> Recipe:
         revision=package.get("revision", "1"),
         maintainer=package.get("maintainer", DEFAULT_MAINTAINER),
         build_packages=tuple(data["target"].get("packages", ())),
-        components={name: build_component(path, name, data["components"][name]) for name in COMPONENTS},
+        components={name: build_component(path, name, data["components"][name]) for name in UPSTREAMS if name in data["components"]},
     )
+    for u in UPSTREAMS.values():
+        u.check_recipe(recipe)
+    return recipe
 
 
-def build_go(path: Path, table: dict[str, Any]) -> GoToolchain:
+def build_go(path: Path, table: dict[str, Any], key: str = "go") -> GoToolchain:
     version = table["version"]
     if not GO_VERSION_RE.match(version):
-        raise RecipeError(f"{path}: key 'go.version' = {version!r} is not a Go version", hint='write it like "1.14.15" (no "go" prefix)')
+        raise RecipeError(f"{path}: key '{key}.version' = {version!r} is not a Go version", hint='write it like "1.14.15" (no "go" prefix)')
     return GoToolchain(version=version, sha256={Arch(a): d for a, d in table["sha256"].items()})
 
 
@@ -276,9 +297,10 @@ def build_component(path: Path, name: str, table: dict[str, Any]) -> Component:
     tags = table.get("buildtags", [])
     if not all(isinstance(t, str) for t in tags):
         raise RecipeError(f"{path}: key '{key}.buildtags' must be a list of strings", hint='e.g. buildtags = ["seccomp"]')
+    go = build_go(path, table["go"], f"{key}.go") if "go" in table else None
     return Component(
         name=name, repo=table["repo"], commit=commit, version=version,
-        branch=table.get("branch"), tag=table.get("tag"), buildtags=tuple(tags),
+        branch=table.get("branch"), tag=table.get("tag"), buildtags=tuple(tags), go=go,
     )
 
 

@@ -341,6 +341,10 @@ def not_on_branch(component: Component, git_dir: Path) -> SourceError:
 
 def fetch_pin(git_dir: Path, component: Component) -> None:
     """Fetch the tag and/or branch (shallow where possible), deepening until the pin is proven."""
+    if not component.tag and not component.branch:  # a submodule: its superproject's tree pins the commit
+        fetch(git_dir, component, "--depth=1", "origin", component.commit)
+        verify_pin(git_dir, component)
+        return
     refs = remote_refs(component, git_dir)
     check_remote_refs(component, refs)
     refspecs = []
@@ -437,7 +441,8 @@ def fetch_source(component: Component, settings: Settings) -> None:
 
 
 def checkout(component: Component, settings: Settings, dest: Path) -> Path:
-    """A fresh, clean work tree of exactly the pinned commit at dest, with its own .git; returns dest."""
+    """A fresh, clean work tree of exactly the pinned commit at dest, with its own .git and its
+    submodules at the commits it records; returns dest."""
     dest = Path(dest).absolute()
     ensure_pinned(component, settings, report=False)
     try:
@@ -452,7 +457,30 @@ def checkout(component: Component, settings: Settings, dest: Path) -> Path:
                 shutil.rmtree(trash, ignore_errors=True)
         ensure_pinned(component, settings, report=False)
         materialize(component, settings, dest)
+    for sub in submodules(component, dest):
+        checkout(sub, settings, dest / sub.name.rsplit("//", 1)[1])
     return dest
+
+
+def submodules(parent: Component, tree: Path) -> list[Component]:
+    """The git submodules tree records (.gitmodules), each pinned to the commit its gitlink names.
+
+    Each is fetched through the clone cache like any upstream, so insteadOf mirrors apply to it too.
+    """
+    if not (tree / ".gitmodules").is_file():
+        return []
+    status, out, err = run_git("config", "--file", ".gitmodules", "--get-regexp", r"^submodule\..*\.path$", cwd=tree)
+    found = []
+    for line in out.splitlines() if status == 0 else []:
+        key, path = line.split(None, 1)
+        name = key.removeprefix("submodule.").removesuffix(".path")
+        url = git_ok("config", "--file", ".gitmodules", f"submodule.{name}.url", cwd=tree)
+        entry = git_ok("ls-tree", "HEAD", path, cwd=tree).split()
+        if len(entry) < 3 or entry[1] != "commit":
+            raise SourceError(f"checking out {parent.name} failed because .gitmodules names {path}, which the tree does not record as a submodule")
+        repo = url if "://" in url or not url.startswith("../") else f"{parent.repo.rstrip('/').rsplit('/', 1)[0]}/{url.removeprefix('../')}"
+        found.append(Component(name=f"{parent.name}//{path}", repo=repo, commit=entry[2], version="0"))
+    return found
 
 
 def materialize(component: Component, settings: Settings, dest: Path) -> None:

@@ -6,14 +6,15 @@ $PREFIX/lib/systemd/system). It is made from the four staging trees (builders/bu
 Debian paths (/usr/bin, /usr/lib/cni) are mapped onto the tarball's sections:
 
     staging usr/bin/*                  -> cri-o/bin/*           -> $PREFIX/bin
+    staging usr/libexec/*              -> cri-o/libexec/*       -> $PREFIX/libexec (crio/runc, crio/crun)
     staging usr/lib/cni/*              -> cri-o/cni-plugins/*   -> $CNIDIR (/opt/cni/bin)
     staging usr/lib/systemd/system/*   -> cri-o/systemd/*       -> $SYSTEMDDIR ($PREFIX/lib/systemd/system)
     staging usr/share/*                -> cri-o/share/*         -> $PREFIX/share
     staging etc/*                      -> cri-o/etc/*           -> /etc (configuration: never replaced)
 
-crio.conf and the units are rewritten for the default PREFIX (conmon = "/usr/local/bin/conmon",
-plugin_dirs = ["/opt/cni/bin"], ExecStart=/usr/local/bin/crio); `install` adjusts them to another
-PREFIX or CNIDIR. Reproducible: sorted members, owner root, mtime SOURCE_DATE_EPOCH (the cri-o
+crio.conf, the drop-in and the units are rewritten for the default PREFIX (conmon at
+"/usr/local/bin/conmon", runtime_path "/usr/local/libexec/crio/runc", plugin_dirs = ["/opt/cni/bin"],
+ExecStart=/usr/local/bin/crio); `install` adjusts them to another PREFIX or CNIDIR. Reproducible: sorted members, owner root, mtime SOURCE_DATE_EPOCH (the cri-o
 pin's commit time), gzip without name or time at a fixed level.
 """
 from __future__ import annotations
@@ -34,7 +35,8 @@ from . import elf
 from .build import read_staged
 from .deb import drop_other_versions
 from .errors import PackageError
-from .recipe import COMPONENTS, Recipe
+from .components import upstream
+from .recipe import Recipe
 from .settings import Settings
 
 TOP = "cri-o"
@@ -47,6 +49,7 @@ GZIP_LEVEL = 9
 # Staging path prefix -> tarball section, and where `install` puts each section by default.
 SECTIONS = (
     ("usr/bin/", "bin/"),
+    ("usr/libexec/", "libexec/"),
     ("usr/lib/cni/", "cni-plugins/"),
     ("usr/lib/systemd/system/", "systemd/"),
     ("usr/share/", "share/"),
@@ -54,12 +57,13 @@ SECTIONS = (
 )
 DESTINATIONS = {
     "bin/": f"{DEFAULT_PREFIX}/bin/",
+    "libexec/": f"{DEFAULT_PREFIX}/libexec/",
     "cni-plugins/": f"{DEFAULT_CNIDIR}/",
     "systemd/": f"{DEFAULT_PREFIX}/lib/systemd/system/",
     "share/": f"{DEFAULT_PREFIX}/share/",
     "etc/": "/etc/",
 }
-EXECUTABLE_SECTIONS = ("bin/", "cni-plugins/")
+EXECUTABLE_SECTIONS = ("bin/", "libexec/", "cni-plugins/")
 # The install's own records (see builders/data/tarball/install).
 RECORDS = (f"{DEFAULT_PREFIX}/share/cri-o/installed-config.sha256", f"{DEFAULT_PREFIX}/share/cri-o/installed-files")
 
@@ -130,28 +134,16 @@ def staged_members(tree: Path, component: str, arch: Any) -> list[Member]:
 
 # --------------------------------------------------------------------------- rewrites for the tarball's paths
 
-CONF_PATH_RE = re.compile(r'^(?P<lead>[ \t]*(?P<key>conmon|pinns_path)[ \t]*=[ \t]*)"(?P<value>[^"\n]*)"', re.M)
+# A path crio.conf or a drop-in gives for one of our programs: conmon, monitor_path, runtime_path, pinns_path.
+CONF_PATH_RE = re.compile(r'^(?P<lead>[ \t]*(?:conmon|monitor_path|runtime_path|pinns_path)[ \t]*=[ \t]*")/usr/(?P<dir>bin|libexec)/', re.M)
 PLUGIN_DIRS_RE = re.compile(r"^(?P<lead>[ \t]*plugin_dirs[ \t]*=[ \t]*)\[[^\]]*\]", re.M)
 EXEC_RE = re.compile(r"^(?P<lead>Exec[A-Za-z]*=[-@+!:]*)/usr/(?:local/)?bin/(?P<name>[^\s/]+)(?=\s|$)", re.M)
+CRIO_CONFIGS = ("etc/crio/crio.conf", "etc/crio/crio.conf.d/")
 
 
-def rewrite_crio_conf(text: str, bindir: str = f"{DEFAULT_PREFIX}/bin", cnidir: str = DEFAULT_CNIDIR) -> str:
-    """Point the staged crio.conf at the tarball's conmon (and pinns, if named) and CNI plugins."""
-    conmon_lines = [m for m in CONF_PATH_RE.finditer(text) if m.group("key") == "conmon"]
-    if len(conmon_lines) != 1:
-        raise PackageError(f"cannot rewrite crio.conf because it has {len(conmon_lines)} `conmon = \"...\"` lines, not one", hint="check the generated crio.conf in the cri-o staging tree")
-    plugin_dirs = PLUGIN_DIRS_RE.findall(text)
-    if len(plugin_dirs) != 1:
-        raise PackageError(f"cannot rewrite crio.conf because it has {len(plugin_dirs)} `plugin_dirs = [...]` tables, not one", hint="check the generated crio.conf in the cri-o staging tree")
-
-    def path(m: re.Match[str]) -> str:
-        key, value = m.group("key"), m.group("value")
-        if key == "pinns_path" and not value:
-            return m.group(0)  # empty: crio searches $PATH, where $PREFIX/bin is
-        name = "conmon" if key == "conmon" else "pinns"
-        return f'{m.group("lead")}"{bindir}/{name}"'
-
-    text = CONF_PATH_RE.sub(path, text)
+def rewrite_crio_conf(text: str, prefix: str = DEFAULT_PREFIX, cnidir: str = DEFAULT_CNIDIR) -> str:
+    """Point a staged crio.conf or drop-in at the tarball's programs (under prefix) and CNI plugins."""
+    text = CONF_PATH_RE.sub(lambda m: f"{m.group('lead')}{prefix}/{m.group('dir')}/", text)
     return PLUGIN_DIRS_RE.sub(lambda m: f'{m.group("lead")}[\n\t"{cnidir}",\n]', text)
 
 
@@ -234,17 +226,18 @@ def tarball_members(recipe: Recipe, settings: Settings) -> list[Member]:
     """Every member of the tarball, sorted, with its final content and mode (directories included)."""
     versions = {}
     members: dict[str, Member] = {}
-    for component in COMPONENTS:
+    for component in recipe.components:
         versions[component] = read_staged(settings, recipe, component)["version"]
         for member in staged_members(staging_root(settings, recipe) / component, component, recipe.target.arch):
             if member.path in members:
                 raise PackageError(f"cannot package {recipe.name} because {member.path} is staged by two components", hint="check the staging trees")
             members[member.path] = member
-    if "etc/crio/crio.conf" not in members:
+    configs = [p for p in members if p.startswith(CRIO_CONFIGS) and members[p].data is not None]
+    if "etc/crio/crio.conf" not in configs:
         raise PackageError(f"cannot package {recipe.name} because the cri-o staging tree has no etc/crio/crio.conf", hint=f"rebuild it: `doit compile:{recipe.name}:cri-o`")
     binaries = {PurePosixPath(p).name for p in members if p.startswith("bin/")}
     for path, member in list(members.items()):
-        if path == "etc/crio/crio.conf":
+        if path in configs:
             members[path] = Member(path, member.mode, data=rewrite_crio_conf(member.data.decode()).encode())  # type: ignore[union-attr]
         elif path.startswith("systemd/") and member.data is not None:
             members[path] = Member(path, member.mode, data=rewrite_unit(member.data.decode(), binaries).encode())
@@ -257,11 +250,13 @@ def tarball_members(recipe: Recipe, settings: Settings) -> list[Member]:
         members.setdefault(rel, Member(rel, 0o644, data=path.read_bytes()))
     libraries = runtime_libraries(list(members.values()))
     packages = runtime_packages(list(libraries))
+    companions = ", ".join(f"{upstream(c).package.name} {v}" for c, v in versions.items() if c != "cri-o")
     values = {
         "VERSION": recipe.crio.version, "ARCH": str(recipe.target.arch), "UNAME": recipe.target.arch.to_uname(),
-        "CONMON_VERSION": versions["conmon"], "CNI_VERSION": versions["cni-plugins"], "CRICTL_VERSION": versions["cri-tools"],
-        "RECIPE": recipe.name, "LIBRARIES": " ".join(libraries) or "none",
+        "COMPANIONS": companions, "RECIPE": recipe.name, "LIBRARIES": " ".join(libraries) or "none",
         "PACKAGES": " ".join(packages) or "none", "APT_PACKAGES": " ".join(packages),
+        "BINARIES": ", ".join(f"`{b}`" for b in sorted(binaries)),
+        "RUNTIMES": ", ".join(f"`{PurePosixPath(p).name}`" for p in sorted(members) if p.startswith("libexec/crio/")),
     }  # fmt: skip
     members["install"] = Member("install", 0o755, data=fill((DATA / "install").read_text(), values).encode())
     members["README.md"] = Member("README.md", 0o644, data=fill((DATA / "README.md").read_text(), values).encode())
@@ -374,7 +369,7 @@ def build_manifest(recipe: Recipe, settings: Settings, artifacts: list[Path], im
     from .images import base_image_name
     from .modes import resolve_mode
 
-    staged = {c: read_staged(settings, recipe, c) for c in COMPONENTS}
+    staged = {c: read_staged(settings, recipe, c) for c in recipe.components}
     modes = sorted({s["mode"] for s in staged.values()})
     builders = sorted({s["builder_image"] for s in staged.values()})
     mode = resolve_mode(modes[0], recipe.target.arch)
@@ -390,10 +385,14 @@ def build_manifest(recipe: Recipe, settings: Settings, artifacts: list[Path], im
             "cgroup_manager": recipe.cgroup_manager, "pause_image": recipe.pause_image, "revision": recipe.revision,
         },
         "components": {
-            c: {k: s.get(k) for k in ("version", "repo", "tag", "branch", "commit", "source_date_epoch", "mode", "builder_image", "builder_image_id")}
+            c: {k: s.get(k) for k in ("version", "repo", "tag", "branch", "commit", "source_date_epoch", "go", "mode", "builder_image", "builder_image_id")}
             for c, s in staged.items()
         },
-        "go": {"version": recipe.go.version, "arch": str(go_arch), "tarball": recipe.go.tarball(go_arch), "sha256": recipe.go.sha256.get(go_arch)},
+        "go": [
+            {"version": go.version, "arch": str(go_arch), "tarball": go.tarball(go_arch), "sha256": go.sha256.get(go_arch),
+             "components": [c for c in recipe.components if recipe.go_for(c) == go]}
+            for go in recipe.toolchains()
+        ],
         "mode": modes[0] if len(modes) == 1 else modes,
         "builder_image": images[builders[0]] if len(builders) == 1 else [images[b] for b in builders],
         "base_image": images[base_image_name(mode.builder_target(recipe.target))],
@@ -414,7 +413,7 @@ def image_names(recipe: Recipe, settings: Settings) -> list[str]:
     from .images import base_image_name
     from .modes import resolve_mode
 
-    staged = [read_staged(settings, recipe, c) for c in COMPONENTS]
+    staged = [read_staged(settings, recipe, c) for c in recipe.components]
     names = {s["builder_image"] for s in staged}
     names |= {base_image_name(resolve_mode(s["mode"], recipe.target.arch).builder_target(recipe.target)) for s in staged}
     return sorted(names)
@@ -461,7 +460,7 @@ def tarball_task(recipe: Recipe, settings: Settings) -> dict[str, Any]:
         "name": recipe.name,
         "doc": f"release tarball {tarball_path(recipe, settings).name} with an install script",
         "actions": [(as_action(make_tarball), [recipe, settings])],
-        "file_dep": [staging_manifest(settings, recipe, c) for c in COMPONENTS] + package_data(),
+        "file_dep": [staging_manifest(settings, recipe, c) for c in recipe.components] + package_data(),
         "targets": [tarball_path(recipe, settings)],
         "verbosity": 2,
     }
@@ -476,7 +475,7 @@ def sums_task(recipe: Recipe, settings: Settings) -> dict[str, Any]:
     from .deb import deb_path
     from .tasks import as_action
 
-    artifacts = [deb_path(recipe, c, settings) for c in COMPONENTS] + [tarball_path(recipe, settings)]
+    artifacts = [deb_path(recipe, c, settings) for c in recipe.components] + [tarball_path(recipe, settings)]
     out = settings.artifacts / recipe.name
     return {
         "name": recipe.name,

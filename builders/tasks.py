@@ -40,15 +40,27 @@ def as_action(func: Callable[..., Any]) -> Callable[..., Any]:
 
 
 def about(recipes: list[Recipe], settings: Settings) -> dict[str, Any]:
-    def show() -> None:
-        print("criobuild: build CRI-O and its companions for arm64 from pinned recipes.")
-        print(f"recipes in {settings.recipes}:")
-        for r in recipes:
-            print(f"  doit build:{r.name:<12} CRI-O {r.crio.version} for {r.target.distro} {r.target.suite} {r.target.arch}")
-        print("  doit check:kernel        can this kernel run CRI-O?")
-        print("`doit list` shows every task.")
+    return {"actions": [(show_recipes, [recipes, settings])], "uptodate": [False], "verbosity": 2}
 
-    return {"actions": [show], "uptodate": [False], "verbosity": 2}
+
+def show_recipes(recipes: list[Recipe], settings: Settings) -> None:
+    """`doit` alone: one line per recipe, what it builds and the command that builds it."""
+    from rich.console import Console
+    from rich.table import Table
+
+    from .components import upstream
+
+    table = Table(title=f"criobuild: CRI-O and its companions from source, as .debs and a tarball (recipes in {settings.recipes})", title_justify="left")
+    for column in ("build with", "CRI-O", "target", "OCI runtimes", "companions"):
+        table.add_column(column)
+    for r in recipes:
+        runtimes = [f"{n} {c.version}" for n, c in r.components.items() if upstream(n).runtime]
+        others = [f"{n} {c.version}" for n, c in r.components.items() if n != "cri-o" and not upstream(n).runtime]
+        table.add_row(f"doit build:{r.name}", r.crio.version, f"{r.target.distro} {r.target.suite} {r.target.arch}", ", ".join(runtimes), ", ".join(others))
+    console = Console(width=max(Console().width, 150))
+    console.print(table)
+    console.print("Also: `doit accept:<recipe>` (install and run the .debs), `doit repo`, `doit check:kernel`.\n"
+                  "`doit list` shows the steps; `doit list --all build` (or compile, deb …) every recipe's tasks of one step.")
 
 
 def compile_task(recipe: Recipe, component: str, settings: Settings) -> dict[str, Any]:
@@ -65,7 +77,7 @@ def compile_task(recipe: Recipe, component: str, settings: Settings) -> dict[str
         "doc": f"build {component} {c.version} for {recipe.target.arch} in a {recipe.target.suite} container",
         "actions": [(as_action(build_component), [recipe, component, settings])],
         "task_dep": [f"preflight:{recipe.name}"],  # first, before the downloads and clones file_dep brings
-        "file_dep": [stamp_path(recipe, component, settings), completion_marker(recipe.go, go_arch, settings)],
+        "file_dep": [stamp_path(recipe, component, settings), completion_marker(recipe.go_for(component), go_arch, settings)],
         "targets": [staging_manifest(settings, recipe, component)],
         "uptodate": [config_changed({"recipe": recipe.fingerprint(component, go_arch), "mode": mode.name, "packages": mode.packages(recipe)})],
         "verbosity": 2,

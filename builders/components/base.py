@@ -1,0 +1,120 @@
+"""The shape every upstream module fills in, and the small vocabulary its build steps are written in."""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
+
+from packaging.version import InvalidVersion, Version
+
+if TYPE_CHECKING:
+    from ..recipe import Component, Recipe
+
+OUT = "/out"  # the DESTDIR tree a build leaves in its container, staged as artifacts/<recipe>/staging/<component>/
+CNI_DIR = "/usr/lib/cni"  # Debian's place for the CNI plugins (containernetworking-plugins)
+RUNTIME_DIR = "/usr/libexec/crio"  # our OCI runtimes, as cri-o/packaging places them: beside Debian's runc and crun
+
+
+@dataclass(frozen=True)
+class Step:
+    argv: list[str]
+
+
+def sh(command: str) -> Step:
+    return Step(["bash", "-euo", "pipefail", "-c", command])
+
+
+def make(*args: str) -> Step:
+    return Step(["make", *args])
+
+
+@dataclass(frozen=True)
+class Package:
+    """How an upstream is packaged: the Debian package's name and its text."""
+
+    name: str
+    section: str
+    homepage: str
+    copyright: str
+    since: int  # the year upstream's copyright starts
+    synopsis: str
+    description: str  # the long description, plain paragraphs separated by blank lines
+
+
+@dataclass(frozen=True)
+class Runtime:
+    """An OCI runtime crio.conf can name."""
+
+    name: str  # crio.conf's runtime handler name
+    path: str  # where its package installs it
+    root: str  # its state directory
+
+
+E = TypeVar("E")
+
+
+def release_of(version: str) -> Version:
+    """v2.1.13, 1.0.0-rc92 (below 1.0.0), 1.37.0-dev, 1.4.3+dev as comparable Versions; anything else by its leading numbers."""
+    try:
+        return Version(version)
+    except InvalidVersion:
+        numbers = re.match(r"v?(\d+(?:\.\d+)*)", version)
+        if not numbers:
+            raise ValueError(f"{version!r} is not a version") from None
+        return Version(numbers.group(1))
+
+
+class Eras(Generic[E]):
+    """What changed between an upstream's releases, as data: the first era holds every fact, each later
+    row (since-version, changes) only what changed from then on."""
+
+    def __init__(self, first: E, *changes: tuple[str, dict[str, Any]]) -> None:
+        self.first = first
+        self.changes = sorted(changes, key=lambda row: release_of(row[0]))
+
+    def at(self, version: str) -> E:
+        era, wanted = self.first, release_of(version)
+        for since, changed in self.changes:
+            if wanted >= release_of(since):
+                era = replace(era, **changed)  # type: ignore[type-var]
+        return era
+
+
+class Upstream:
+    """One upstream project: how it builds at a version, what it installs, how it is packaged.
+
+    Modules under builders/components/ each make one; the generic machinery (build, deb, tarball,
+    acceptance) asks these questions and names no component itself.
+    """
+
+    name: str  # the recipe's components.<name>
+    package: Package
+    required = True  # every recipe pins it
+    version_command: tuple[str, ...] = ()  # prints the version once installed
+    runtime: Runtime | None = None  # set for OCI runtimes
+
+    def build_packages(self, pin: Component) -> tuple[str, ...]:
+        """Debian packages its build needs in the builder image, beyond the common ones."""
+        return ()
+
+    def steps(self, recipe: Recipe, pin: Component) -> list[Step]:
+        raise NotImplementedError
+
+    def relations(self, recipe: Recipe) -> dict[str, list[str]]:
+        """Depends/Recommends/Provides that dpkg-shlibdeps cannot see (Depends also gets ${shlibs:Depends})."""
+        return {}
+
+    def prepare_package(self, root: Path, recipe: Recipe) -> None:
+        """Adjust the staged tree before debhelper packages it (root is what the package installs)."""
+
+    def package_inputs(self) -> list[Path]:
+        """Files of this tool (besides its module) that go into the package: a change repackages it."""
+        return []
+
+    def maintainer_scripts(self, recipe: Recipe) -> dict[str, str]:
+        """debian/<package>.<script> texts (postinst …), each with a #DEBHELPER# line."""
+        return {}
+
+    def check_recipe(self, recipe: Recipe) -> None:
+        """Refuse a recipe this upstream cannot be built from (a RecipeError naming the key)."""

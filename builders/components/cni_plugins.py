@@ -1,0 +1,37 @@
+"""containernetworking/plugins: the reference CNI plugins, built with upstream's build_linux.sh."""
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from .base import CNI_DIR, OUT, Package, Step, Upstream, sh
+
+if TYPE_CHECKING:
+    from ..recipe import Component, Recipe
+
+VERSION_VARIABLE = "github.com/containernetworking/plugins/pkg/utils/buildversion.BuildVersion"
+
+
+class CniPlugins(Upstream):
+    name = "cni-plugins"
+    package = Package(
+        "containernetworking-plugins", "admin", "https://github.com/containernetworking/plugins", "The CNI Authors", 2015,
+        "standard Container Network Interface plugins",
+        "Reference plugins of the Container Network Interface (CNI) project: interface plugins such as "
+        "bridge, loopback, ptp, macvlan and host-device, IP address management plugins such as host-local, "
+        "dhcp and static, and chained plugins such as portmap, bandwidth, firewall and tuning.\n\n"
+        "The plugins are installed in /usr/lib/cni, where Debian keeps them.",
+    )  # fmt: skip
+
+    def steps(self, recipe: Recipe, pin: Component) -> list[Step]:
+        return [
+            Step(["./build_linux.sh", "-ldflags", f"-X {VERSION_VARIABLE}=v{pin.version}"]),
+            sh(f"install -D -m 755 -t {OUT}{CNI_DIR} bin/*"),
+        ]
+
+    def relations(self, recipe: Recipe) -> dict[str, list[str]]:
+        # Like Debian's own containernetworking-plugins: portmap and friends run iptables, and
+        # golang-github-containers-common (policy.json, recommended by cri-o) asks for a network stack.
+        return {"Depends": ["iptables"], "Provides": ["container-network-stack (= 1)"]}
+
+
+UPSTREAM = CniPlugins()

@@ -1,0 +1,213 @@
+"""cri-o/cri-o: the CRI runtime itself, built with upstream's make targets.
+
+What changes between releases is in ERAS below; everything else is the same from 1.18 to 1.37.
+Our settings (where conmon, the OCI runtimes and the CNI plugins are installed, the recipe's cgroup
+manager and pause image) go into the drop-in /etc/crio/crio.conf.d/10-crio.conf, as the official
+packages do, so a user's own drop-in (20-local.conf) wins and survives upgrades. /etc/crio/crio.conf is
+what this very crio prints with that drop-in (`make crio.conf`): every option, documented.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from ..errors import RecipeError
+from . import conmon
+from .base import CNI_DIR, OUT, Eras, Package, Runtime, Step, Upstream, make, sh
+
+if TYPE_CHECKING:
+    from ..recipe import Component, Recipe
+
+KERNEL_CHECK = Path(__file__).resolve().parent.parent / "kernel_check.py"
+KERNEL_CHECK_PATH = "usr/share/cri-o/kernel_check.py"  # installed 0755; the postinst runs it
+DROP_IN = "etc/crio/crio.conf.d/10-crio.conf"
+DROP_IN_BUILD_DIR = "/tmp/criobuild-home/crio.conf.d"  # the build's HOME: writable whoever the build runs as
+PLUGIN_DIRS = (CNI_DIR, "/opt/cni/bin")  # ours, then Kubernetes' kubernetes-cni package
+
+
+@dataclass(frozen=True)
+class Era:
+    cni_configs: tuple[str, ...]  # from contrib/cni, installed to /etc/cni/net.d
+    runtimes: tuple[str, ...]  # OCI runtimes crio.conf names; the first is the default, as upstream's
+    monitor_path: bool  # [crio.runtime.runtimes.*] monitor_path (1.24+) instead of [crio.runtime] conmon
+
+
+# Read from each minor's newest tag (and release-1.37). The bridge config: 11-crio-ipv4-bridge from 1.19
+# (IPv4 only, and it sorts after the 10-*.conflist of flannel, calico or weave, which then win).
+ERAS = Eras(
+    Era(cni_configs=("10-crio-bridge.conf", "99-loopback.conf"), runtimes=("runc",), monitor_path=False),
+    ("1.19", {"cni_configs": ("11-crio-ipv4-bridge.conf", "99-loopback.conf")}),
+    ("1.24", {"monitor_path": True}),
+    ("1.26", {"cni_configs": ("11-crio-ipv4-bridge.conflist", "99-loopback.conflist")}),
+    ("1.31", {"runtimes": ("crun", "runc")}),  # crun is the default since cri-o commit 5e21d495
+)
+
+
+class CriO(Upstream):
+    name = "cri-o"
+    package = Package(
+        "cri-o", "admin", "https://github.com/cri-o/cri-o", "The CRI-O Authors", 2016,
+        "OCI-based implementation of the Kubernetes Container Runtime Interface",
+        "CRI-O is a lightweight container runtime for Kubernetes. It implements the kubelet Container "
+        "Runtime Interface (CRI) with OCI runtimes such as crun and runc, and uses conmon to monitor "
+        "containers and CNI plugins for pod networking.\n\n"
+        "This package contains crio and pinns, the settings of this build in "
+        "/etc/crio/crio.conf.d/10-crio.conf (put your own in a later drop-in), /etc/crictl.yaml "
+        "pointing at the CRI-O socket, bridge and loopback CNI network configurations, the systemd units "
+        "with their options in /etc/default/crio, and a kernel check that warns at install time about "
+        "kernel options CRI-O needs (python3 /usr/share/cri-o/kernel_check.py).",
+    )  # fmt: skip
+    version_command = ("crio", "--version")
+
+    def build_packages(self, pin: Component) -> tuple[str, ...]:
+        return ("libseccomp-dev", "libgpgme-dev", "libglib2.0-dev", "libsystemd-dev", "go-md2man")
+
+    def check_recipe(self, recipe: Recipe) -> None:
+        for name in ERAS.at(recipe.crio.version).runtimes:
+            if name not in recipe.components:
+                raise RecipeError(
+                    f"{recipe.path}: missing key 'components.{name}'",
+                    hint=f"CRI-O {recipe.crio.version} names the OCI runtimes {', '.join(ERAS.at(recipe.crio.version).runtimes)}: pin each",
+                )
+
+    def steps(self, recipe: Recipe, pin: Component) -> list[Step]:
+        era = ERAS.at(pin.version)
+        install_vars = [f"DESTDIR={OUT}", f"PREFIX={OUT}/usr", f"ETCDIR={OUT}/etc"]
+        configs = " ".join(f"contrib/cni/{name}" for name in era.cni_configs)
+        return [
+            make("binaries", f"BUILDTAGS={' '.join(pin.buildtags)}"),
+            write_file(f"{DROP_IN_BUILD_DIR}/10-crio.conf", drop_in(recipe, pin)),
+            # crio.conf: what this crio makes of upstream's defaults and our drop-in (which it so validates).
+            # `-d` again, not --config-dir: urfave/cli refuses two names of one flag, and the Makefile passes -d "".
+            make("crio.conf", f"CONF_OVERRIDES=-d {DROP_IN_BUILD_DIR}"),
+            make("docs", "GO_MD2MAN=go-md2man"),  # Debian's go-md2man, not one fetched or built by the Makefile
+            make("install.bin-nobuild", "install.config-nobuild", "install.man-nobuild", "install.completions", "install.systemd", *install_vars),
+            sh(f"install -D -m 644 {DROP_IN_BUILD_DIR}/10-crio.conf {OUT}/{DROP_IN}"),
+            sh(f"install -D -m 644 -t {OUT}/etc/cni/net.d {configs}"),
+            write_file(f"{OUT}/etc/default/crio", DEFAULTS),
+            # Debian paths in the units: our binaries, and /etc/default rather than Red Hat's /etc/sysconfig.
+            sh(f"sed -i --follow-symlinks -e 's|/usr/local/bin/crio|/usr/bin/crio|' -e 's|/etc/sysconfig/crio|/etc/default/crio|' {OUT}/usr/lib/systemd/system/*.service"),
+        ]  # fmt: skip
+
+    def relations(self, recipe: Recipe) -> dict[str, list[str]]:
+        from ..deb import upstream_version
+        from . import upstream
+
+        def at_least(name: str) -> str:
+            return f"{upstream(name).package.name} (>= {upstream_version(recipe, name).split('+git', 1)[0]}~)"
+
+        runtimes = [at_least(name) for name in ERAS.at(recipe.crio.version).runtimes]
+        return {
+            "Depends": [*runtimes, at_least("conmon"), "containernetworking-plugins | kubernetes-cni", "iptables", "conntrack"],
+            # crictl for /etc/crictl.yaml; /etc/containers/policy.json, without which no image can be
+            # pulled; python3 for the install-time kernel check.
+            "Recommends": ["cri-tools", "golang-github-containers-common", "python3"],
+        }  # fmt: skip
+
+    def prepare_package(self, root: Path, recipe: Recipe) -> None:
+        add_kernel_check(root)
+        keep_alias(root / "usr/lib/systemd/system", "cri-o.service", "crio.service")
+
+    def package_inputs(self) -> list[Path]:
+        return [KERNEL_CHECK]
+
+    def maintainer_scripts(self, recipe: Recipe) -> dict[str, str]:
+        return {"postinst": POSTINST.format(version=recipe.crio.version, script=KERNEL_CHECK_PATH)}
+
+
+def runtimes(recipe: Recipe) -> list[Runtime]:
+    from . import upstream
+
+    return [upstream(name).runtime for name in ERAS.at(recipe.crio.version).runtimes]  # type: ignore[misc]
+
+
+def drop_in(recipe: Recipe, pin: Component) -> str:
+    """/etc/crio/crio.conf.d/10-crio.conf: where our packages put things, and the recipe's choices."""
+    era = ERAS.at(pin.version)
+    handlers = runtimes(recipe)
+    lines = [
+        f"# CRI-O {pin.version} as packaged by criobuild (recipe {recipe.name}): where these packages put",
+        "# conmon, the OCI runtimes and the CNI plugins, and the recipe's cgroup manager and pause image.",
+        "# This file belongs to the cri-o package. Put your own settings in a drop-in that sorts after it,",
+        "# such as /etc/crio/crio.conf.d/20-local.conf: CRI-O reads the drop-ins in order, later ones win.",
+        "",
+        "[crio.image]",
+        f'pause_image = "{recipe.pause_image}"',
+        "",
+        "[crio.runtime]",
+        f'cgroup_manager = "{recipe.cgroup_manager}"',
+        # With cgroupfs crio refuses "system.slice" for conmon: it goes into the pod's cgroup.
+        f'conmon_cgroup = "{"system.slice" if recipe.cgroup_manager == "systemd" else "pod"}"',
+        f'default_runtime = "{handlers[0].name}"',
+    ]
+    if not era.monitor_path:
+        lines.append(f'conmon = "{conmon.PATH}"')
+    for runtime in handlers:
+        lines += ["", f"[crio.runtime.runtimes.{runtime.name}]", f'runtime_path = "{runtime.path}"', 'runtime_type = "oci"', f'runtime_root = "{runtime.root}"']
+        if era.monitor_path:
+            lines.append(f'monitor_path = "{conmon.PATH}"')
+    lines += ["", "[crio.network]", "plugin_dirs = [" + ", ".join(f'"{d}"' for d in PLUGIN_DIRS) + "]"]
+    return "\n".join(lines) + "\n"
+
+
+def write_file(path: str, text: str) -> Step:
+    return sh(f"mkdir -p $(dirname {path}) && cat > {path} <<'CRIOBUILD_EOF'\n{text}CRIOBUILD_EOF")
+
+
+# /etc/default/crio, the units' EnvironmentFile: upstream's contrib/sysconfig/crio names the variables
+# without saying what they are for.
+DEFAULTS = """\
+# /etc/default/crio: options added to crio's command line by crio.service and crio-wipe.service.
+# See crio(8) for the options. Configuration is better kept in a drop-in such as
+# /etc/crio/crio.conf.d/20-local.conf, which crio reads after this package's 10-crio.conf.
+# After a change: sudo systemctl restart crio
+
+# Where the configuration is read from, logging: e.g. --log-level=debug
+#CRIO_CONFIG_OPTIONS=
+# OCI runtime options: e.g. --default-runtime=runc
+#CRIO_RUNTIME_OPTIONS=
+# Image and container storage: e.g. --root, --runroot, --storage-driver
+#CRIO_STORAGE_OPTIONS=
+# CNI: e.g. --cni-config-dir, --cni-plugin-dir
+#CRIO_NETWORK_OPTIONS=
+# Prometheus metrics: e.g. --enable-metrics --metrics-port=9090
+#CRIO_METRICS_OPTIONS=
+"""
+
+POSTINST = """\
+#!/bin/sh
+set -e
+
+# Warn (never fail) when the running kernel lacks an option CRI-O {version} needs.
+if [ "$1" = "configure" ] && command -v python3 >/dev/null 2>&1; then
+\tpython3 /{script} --quiet-warn --crio-version {version} || true
+fi
+
+#DEBHELPER#
+
+exit 0
+"""
+
+
+def add_kernel_check(root: Path) -> None:
+    """builders/kernel_check.py, with the interpreter Debian policy asks for."""
+    text = KERNEL_CHECK.read_text()
+    if text.startswith("#!"):
+        text = text.split("\n", 1)[1]
+    script = root / KERNEL_CHECK_PATH
+    script.parent.mkdir(parents=True, exist_ok=True)
+    script.write_text("#!/usr/bin/python3\n" + text)
+    script.chmod(0o755)
+
+
+def keep_alias(units: Path, alias: str, unit: str) -> None:
+    """Upstream's `make install.systemd` links cri-o.service -> crio.service (1.18's unit has no Alias=);
+    dh_installsystemd takes such a symlink as an alias. A copy (e.g. left by `sed -i`) becomes the link again."""
+    path = units / alias
+    if path.is_file() and not path.is_symlink() and path.read_bytes() == (units / unit).read_bytes():
+        path.unlink()
+        path.symlink_to(unit)
+
+
+UPSTREAM = CriO()

@@ -1,0 +1,51 @@
+"""kubernetes-sigs/cri-tools: crictl, the CRI command-line client, and critest, the CRI validation suite."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from .base import OUT, Eras, Package, Step, Upstream, make, sh
+from .conmon import help2man
+
+if TYPE_CHECKING:
+    from ..recipe import Component, Recipe
+
+
+@dataclass(frozen=True)
+class Era:
+    output: str  # where `make crictl critest` leaves them ($GOARCH: the target's)
+
+
+ERAS = Eras(
+    Era(output="_output"),
+    ("1.21", {"output": "build/bin"}),
+    ("1.27", {"output": "build/bin/linux/$GOARCH"}),
+)
+
+
+class CriTools(Upstream):
+    name = "cri-tools"
+    package = Package(
+        "cri-tools", "admin", "https://github.com/kubernetes-sigs/cri-tools", "The Kubernetes Authors", 2017,
+        "command-line client for Kubernetes Container Runtime Interface runtimes",
+        "crictl inspects and debugs container runtimes that implement the kubelet Container Runtime "
+        "Interface (CRI), such as CRI-O: it lists, starts and stops pods and containers, pulls images, "
+        "and shows logs and statistics.\n\n"
+        "critest, the CRI validation test suite, checks that a runtime implements the interface as the "
+        "kubelet expects.",
+    )  # fmt: skip
+    version_command = ("crictl", "--version")
+
+    def build_packages(self, pin: Component) -> tuple[str, ...]:
+        return ("help2man",)
+
+    def steps(self, recipe: Recipe, pin: Component) -> list[Step]:
+        output = ERAS.at(pin.version).output.replace("$GOARCH", recipe.target.arch.to_go())
+        return [
+            make("crictl", "critest"),
+            sh(f"install -D -m 755 -t {OUT}/usr/bin {output}/crictl {output}/critest"),
+            help2man("crictl", "1", "client for CRI runtimes"),
+        ]
+
+
+UPSTREAM = CriTools()
