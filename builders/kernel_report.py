@@ -20,7 +20,7 @@ from .kernel_check import Finding, Report
 from .recipe import Recipe
 
 STATUS_STYLE = {"enabled": "green", "module": "green", "missing": "red", "disabled": "red",
-                "mismatch": "red", "unknown": "yellow"}
+                "mismatch": "red", "unknown": "yellow", kernel_check.WARNING: "yellow"}
 
 
 def check_kernel_task(config: str, crio_version: str, json_output: bool, recipes: list[Recipe]) -> TaskFailed | TaskError | None:
@@ -64,7 +64,8 @@ def render(report: Report, console: Console) -> None:
     if report.findings:
         console.print(findings_table(report.findings, f"Kernel check for CRI-O {version}", report.config_source))
     if not report.error:
-        style = "bold red" if report.exit_code else "bold green"
+        warned = any(f.status == kernel_check.WARNING for f in report.findings)
+        style = "bold red" if report.exit_code else "bold yellow" if warned else "bold green"
         console.print(Text(kernel_check.summary(report), style=style))
 
 
@@ -84,7 +85,8 @@ def findings_table(findings: list[Finding], title: str, source: str | None) -> T
 
 
 def finding_cells(finding: Finding) -> tuple[Text, str, Text, str]:
-    status = Text(kernel_check.status_label(finding), style=STATUS_STYLE[finding.status] if finding.required else "")
+    styled = finding.required or finding.status == kernel_check.WARNING  # a warning is worth colour even when optional
+    status = Text(kernel_check.status_label(finding), style=STATUS_STYLE[finding.status] if styled else "")
     described = Text(finding.name, style="bold")
     described.append(f"\n{finding.purpose}")
     if kernel_check.shows_hint(finding):

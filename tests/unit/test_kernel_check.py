@@ -2,12 +2,15 @@
 from __future__ import annotations
 
 import gzip
+import json
 import os
 import stat
+from dataclasses import dataclass
 from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
+from rich.console import Console
 
 from builders import kernel_check as kc
 from builders import kernel_report
@@ -16,6 +19,9 @@ FIXTURES = Path(__file__).resolve().parent.parent / "fixtures" / "kernel"
 PI4 = FIXTURES / "rpi4-bcm2711-5.4.config"
 DEBIAN = FIXTURES / "debian-bookworm-arm64-6.1.config"
 CUSTOM = FIXTURES / "custom-nft-only-no-seccomp.config"
+PI5 = FIXTURES / "rpi5-bcm2712-6.12.config"      # kernel_2712.img: 16K pages, no CONFIG_MEMCG_V1
+PI_V8 = FIXTURES / "rpi-v8-bcm2711-6.12.config"  # kernel8.img: 4K pages
+PI_BOOT = FIXTURES / "pi"                          # /proc/cmdline, cmdline.txt, cgroup.controllers, /proc/cgroups
 HUGETLB_OPTIONS = {"CONFIG_HUGETLBFS", "CONFIG_CGROUP_HUGETLB"}
 
 
@@ -70,6 +76,11 @@ FIXTURE_TABLE = [
                            "CONFIG_IP_NF_IPTABLES": ("enabled", "=y (via CONFIG_NFT_COMPAT)"),
                            "CONFIG_IP_NF_TARGET_MASQUERADE": ("enabled", "=y (via CONFIG_NFT_MASQ)"),
                            "CONFIG_CGROUP_HUGETLB": ("enabled", "=y")}),
+    # the Pi 5's 16K kernel: everything CRI-O needs, a warning about pages (not a failure), hugetlb only for 1.18.0
+    (PI5, "1.20.9", 0, {"page size": ("warning", "16K (CONFIG_ARM64_16K_PAGES=y)"), "CONFIG_MEMCG": ("enabled", "=y"),
+                        "CONFIG_CGROUP_HUGETLB": ("missing", "absent"), "CONFIG_OVERLAY_FS": ("module", "=m")}),
+    (PI5, "1.18.0", 1, {"CONFIG_HUGETLBFS": ("missing", "is not set"), "page size": ("warning", "16K (CONFIG_ARM64_16K_PAGES=y)")}),
+    (PI_V8, "1.20.9", 0, {"CONFIG_CGROUP_PIDS": ("enabled", "=y"), "CONFIG_HUGETLBFS": ("missing", "is not set")}),
 ]
 
 
@@ -254,8 +265,8 @@ def fake_root(tmp_path: Path, *, memory: int = 1, hugetlb_line: bool = False, hu
     return root
 
 
-def live_check(root: Path, version: str, machine: str = "aarch64", userland: str = "arm64") -> kc.Report:
-    return kc.run_check(None, version, root=root, machine=machine, userland_arch=userland)
+def live_check(root: Path, version: str, machine: str = "aarch64", userland: str = "arm64", page_size: int = 4096) -> kc.Report:
+    return kc.run_check(None, version, root=root, machine=machine, userland_arch=userland, page_size=page_size)
 
 
 def test_pi_memory_cgroup_disabled_at_runtime_blocks_and_gives_the_cmdline_fix(tmp_path):
@@ -263,7 +274,7 @@ def test_pi_memory_cgroup_disabled_at_runtime_blocks_and_gives_the_cmdline_fix(t
     report = live_check(root, "1.18.6")
     memory = by_name(report.findings)["memory cgroup (live)"]
     assert (memory.status, memory.blocking) == ("disabled", True)
-    assert "cgroup_enable=memory cgroup_memory=1" in memory.hint
+    assert "` cgroup_enable=memory`" in memory.hint and "cgroup_memory=1 is not needed" in memory.hint
     assert "/boot/firmware/cmdline.txt" in memory.hint and "cgroup_disable=memory" in memory.hint
     assert by_name(report.findings)["CONFIG_MEMCG"].status == "enabled"  # built in, yet switched off
     assert report.exit_code == 1
@@ -320,19 +331,21 @@ def test_unreadable_proc_cgroups_is_unknown_not_missing(tmp_path):
     assert report.exit_code == 0
 
 
-@pytest.mark.parametrize("machine, userland, status", [
-    ("aarch64", "arm64", "enabled"),
-    ("aarch64", "armhf", "mismatch"),   # Raspberry Pi OS 32-bit booting the 64-bit kernel
-    ("armv7l", "armhf", "missing"),     # 32-bit kernel
-    ("x86_64", "amd64", "enabled"),
+@pytest.mark.parametrize("machine, userland, status, exit_code, packages", [
+    ("aarch64", "arm64", "enabled", 0, "arm64"),
+    ("aarch64", "armhf", "warning", 0, "armhf"),   # Raspberry Pi OS 32-bit booting the 64-bit kernel: armhf packages
+    ("armv7l", "armhf", "missing", 1, None),       # 32-bit kernel
+    ("x86_64", "amd64", "enabled", 0, "amd64"),
 ])
-def test_userland_and_kernel_word_size(tmp_path, machine, userland, status):
+def test_userland_and_kernel_word_size(tmp_path, machine, userland, status, exit_code, packages):
     report = live_check(fake_root(tmp_path, config=DEBIAN), "1.20.9", machine=machine, userland=userland)
     platform = by_name(report.findings)["64-bit kernel and userland"]
     assert platform.status == status and platform.detail == f"{machine} / {userland}"
-    assert report.exit_code == (0 if status == "enabled" else 1)
-    if status == "mismatch":
-        assert "Raspberry Pi OS (64-bit)" in platform.hint
+    assert report.exit_code == exit_code
+    if packages:
+        assert f"install the {packages} packages" in platform.hint
+    if status == "warning":
+        assert "Raspberry Pi OS (64-bit)" in platform.hint and not platform.blocking
 
 
 def fake_dpkg(tmp_path: Path, arch: str) -> Path:
@@ -348,7 +361,7 @@ def test_userland_arch_comes_from_dpkg_on_path(tmp_path, monkeypatch):
     monkeypatch.setenv("PATH", str(fake_dpkg(tmp_path, "armhf")))
     live = kc.read_live_state(fake_root(tmp_path), machine="aarch64")
     assert (live.userland_arch, live.userland_bits) == ("armhf", 32)
-    assert by_name(kc.live_findings(live, "1.18.6"))["64-bit kernel and userland"].status == "mismatch"
+    assert by_name(kc.live_findings(live, "1.18.6"))["64-bit kernel and userland"].status == "warning"
 
 
 def test_without_dpkg_the_word_size_of_python_decides(tmp_path, monkeypatch):
@@ -471,3 +484,202 @@ def test_check_kernel_task_json_is_the_report(capsys):
     kernel_report.check_kernel_task(str(PI4), "", True, RECIPES)
     data = json.loads(capsys.readouterr().out)
     assert (data["crio_version"], data["verdict"]) == ("1.20.9", "ok")
+
+
+# ---------------------------------------------------------------- today's Raspberry Pi: fixture boots, table-driven
+
+
+@dataclass(frozen=True)
+class Boot:
+    """One Pi as the check sees it: files under tests/fixtures/kernel/pi plus uname -r/-m, dpkg and the page size."""
+    release: str
+    proc_cmdline: str                          # pi/proc-cmdline/<name>.txt -> /proc/cmdline
+    firmware_cmdline: str | None               # pi/firmware-cmdline/<name>.txt -> cmdline_txt
+    controllers: str | None = "memory-on"      # pi/cgroup-controllers/<name>.txt; None: no cgroup v2 mounted
+    proc_cgroups: str | None = "proc-cgroups-6.12.txt"
+    cmdline_txt: str = "boot/firmware/cmdline.txt"
+    config: Path = PI5
+    machine: str = "aarch64"
+    userland: str = "arm64"
+    page_size: int = 4096
+
+
+def pi_root(tmp_path: Path, boot: Boot) -> Path:
+    root = tmp_path / "pi"
+    (root / "proc/sys/kernel").mkdir(parents=True)
+    (root / "proc/sys/kernel/osrelease").write_text(boot.release + "\n")
+    (root / "proc/cmdline").write_text((PI_BOOT / "proc-cmdline" / f"{boot.proc_cmdline}.txt").read_text())
+    (root / "proc/config.gz").write_bytes(gzip.compress(boot.config.read_bytes()))
+    if boot.proc_cgroups:
+        (root / "proc/cgroups").write_text((PI_BOOT / boot.proc_cgroups).read_text())
+    (root / "sys/fs/cgroup").mkdir(parents=True)
+    if boot.controllers:
+        (root / "sys/fs/cgroup/cgroup.controllers").write_text((PI_BOOT / "cgroup-controllers" / f"{boot.controllers}.txt").read_text())
+    if boot.firmware_cmdline:
+        (root / boot.cmdline_txt).parent.mkdir(parents=True, exist_ok=True)
+        (root / boot.cmdline_txt).write_text((PI_BOOT / "firmware-cmdline" / f"{boot.firmware_cmdline}.txt").read_text())
+    return root
+
+
+def boot_check(tmp_path: Path, boot: Boot, version: str = "1.20.9") -> kc.Report:
+    return kc.run_check(None, version, root=pi_root(tmp_path, boot), machine=boot.machine,
+                        userland_arch=boot.userland, page_size=boot.page_size)
+
+
+PI5_LITE = Boot("6.12.34+rpt-rpi-2712", "pi5-trixie-lite", "trixie-lite", "memory-off", page_size=16384)
+PI5_FIXED = Boot("6.12.34+rpt-rpi-2712", "pi5-trixie-lite-fixed", "trixie-lite-fixed", page_size=16384)
+PI4_ARMHF = Boot("6.12.75+rpt-rpi-v8", "pi4-trixie-armhf", "trixie-lite-fixed", config=PI_V8, userland="armhf")
+MEMORY, PIDS, PAGE, ARCH = "memory cgroup (live)", "pids cgroup (live)", "page size", "64-bit kernel and userland"
+
+PI_TABLE = [
+    # (id, boot, exit code, {finding: status}, finding whose hint is read, fragments it has, fragments it must not have)
+    ("pi5-6.12-trixie-lite-memory-off", PI5_LITE, 1, {MEMORY: "disabled", PAGE: "warning", ARCH: "enabled"},
+     MEMORY, ["/boot/firmware/cmdline.txt", "` cgroup_enable=memory`", "cgroup_disable=memory", "device tree",
+              "raspberrypi/linux#6980", "reboot", "cgroup_memory=1 is not needed"], ["/boot/cmdline.txt"]),
+    ("pi5-6.12-after-the-fix-16k-arm64-warns", PI5_FIXED, 0, {MEMORY: "enabled", PIDS: "enabled", PAGE: "warning"},
+     PAGE, ["16K", "kernel_2712.img", "Unsupported system page size", "`kernel=kernel8.img`", "/boot/firmware/config.txt",
+            "CRI-O, runc, crun and conmon run"], []),
+    ("pi5-edited-but-not-rebooted", Boot("6.12.34+rpt-rpi-2712", "pi5-trixie-lite", "trixie-lite-fixed", "memory-off"), 1,
+     {MEMORY: "disabled"}, MEMORY, ["/boot/firmware/cmdline.txt already ends with cgroup_enable=memory", "reboot"], ["sed"]),
+    ("pi5-disable-comes-last", Boot("6.12.34+rpt-rpi-2712", "pi5-disable-last", "disable-last", "memory-off"), 1,
+     {MEMORY: "disabled"}, MEMORY, ["cgroup_disable=memory comes after it", "last switch wins", "is not enough",
+                                    "/boot/firmware/cmdline.txt"], ["sed"]),
+    ("fix-on-a-second-line", Boot("6.12.34+rpt-rpi-2712", "pi5-trixie-lite", "two-lines", "memory-off"), 1,
+     {MEMORY: "disabled"}, MEMORY, ["only the first line"], []),
+    ("non-pi-kernel-ignores-cgroup_enable", Boot("6.12.38+deb13-arm64", "debian-kernel-on-pi5", "trixie-lite-fixed",
+                                                 "memory-off", config=DEBIAN), 1,
+     {MEMORY: "disabled"}, MEMORY, ["6.12.38+deb13-arm64 is not a Raspberry Pi kernel", "only those accept cgroup_enable=memory",
+                                    "device tree"], ["sed"]),
+    ("pi-6.12-from-before-cgroup_enable", Boot("6.12.1-v8-16k+", "pi5-trixie-lite-fixed", "trixie-lite-fixed", "memory-off"), 1,
+     {MEMORY: "disabled"}, MEMORY, ["predates cgroup_enable=", "full-upgrade"], []),
+    ("pi4-bookworm-6.6-memory-on", Boot("6.6.74+rpt-rpi-v8", "pi4-bookworm-6.6", "bookworm-6.6", proc_cgroups=None,
+                                        config=PI_V8), 0,
+     {MEMORY: "enabled", PIDS: "enabled", PAGE: "enabled", ARCH: "enabled"}, ARCH, ["install the arm64 packages"], []),
+    ("pi4-bullseye-boot-cmdline-txt", Boot("5.10.103-v8+", "pi4-bullseye-5.10", "bullseye", "memory-off",
+                                           proc_cgroups="proc-cgroups-5.10.txt", cmdline_txt="boot/cmdline.txt", config=PI4), 1,
+     {MEMORY: "disabled"}, MEMORY, ["/boot/cmdline.txt", "Raspberry Pi kernels before 6.12", "` cgroup_enable=memory`"],
+     ["/boot/firmware"]),
+    ("bookworm-boot-cmdline-txt-is-a-stub", Boot("6.12.34+rpt-rpi-2712", "pi5-trixie-lite", "boot-stub", "memory-off",
+                                                 cmdline_txt="boot/cmdline.txt"), 1,
+     {MEMORY: "disabled"}, MEMORY, ["/boot/firmware/cmdline.txt"], ["/boot/cmdline.txt"]),
+    ("pi5-cgroup-v1-has-no-memory-on-6.12", Boot("6.12.34+rpt-rpi-2712", "pi5-cgroup-v1", "cgroup-v1", controllers=None), 1,
+     {MEMORY: "missing", PIDS: "enabled"}, MEMORY, ["cgroup v1", "CONFIG_MEMCG_V1", "/proc/cgroups never lists memory",
+                                                    "remove systemd.unified_cgroup_hierarchy=0 from /boot/firmware/cmdline.txt"], []),
+    ("pids-missing-is-required", Boot("6.12.34+rpt-rpi-2712", "pi5-trixie-lite-fixed", "trixie-lite-fixed", "no-pids",
+                                      proc_cgroups=None), 1,
+     {MEMORY: "enabled", PIDS: "missing"}, PIDS, ["rebuild the kernel"], []),
+    ("pi5-with-kernel8-img-4k", Boot("6.12.34+rpt-rpi-v8", "pi5-trixie-lite-fixed", "trixie-lite-fixed", config=PI_V8), 0,
+     {PAGE: "enabled", ARCH: "enabled", MEMORY: "enabled"}, ARCH, ["install the arm64 packages"], []),
+    ("armhf-userland-on-aarch64-4k", PI4_ARMHF, 0, {ARCH: "warning", PAGE: "enabled", MEMORY: "enabled"},
+     ARCH, ["install the armhf packages, not arm64", "dpkg --print-architecture", "linux/arm", "aarch64"], []),
+    ("armhf-userland-on-aarch64-16k", Boot("6.12.34+rpt-rpi-2712", "pi5-trixie-lite-fixed", "trixie-lite-fixed",
+                                           userland="armhf", page_size=16384), 1,
+     {ARCH: "warning", PAGE: "mismatch"}, PAGE, ["32-bit (armhf) programs need a kernel with 4K pages", "`kernel=kernel8.img`",
+                                                 "/boot/firmware/config.txt"], []),
+]
+
+
+@pytest.mark.parametrize("boot, exit_code, statuses, focus, has, lacks", [row[1:] for row in PI_TABLE],
+                         ids=[row[0] for row in PI_TABLE])
+def test_raspberry_pi_boots(tmp_path, boot, exit_code, statuses, focus, has, lacks):
+    report = boot_check(tmp_path, boot)
+    findings = by_name(report.findings)
+    assert report.exit_code == exit_code, [(f.name, f.status) for f in report.findings if f.blocking]
+    assert {name: findings[name].status for name in statuses} == statuses
+    hint = findings[focus].hint
+    assert [text for text in has if text not in hint] == [], hint
+    assert [text for text in lacks if text in hint] == [], hint
+    assert findings[PAGE].detail == f"{boot.page_size} ({boot.page_size // 1024}K)"
+    if findings[MEMORY].status != "enabled":
+        assert findings[MEMORY].blocking and findings["CONFIG_MEMCG"].status == "enabled"  # built in, switched off
+
+
+def test_only_the_problems_block_on_a_fresh_pi5(tmp_path):
+    report = boot_check(tmp_path, PI5_LITE)
+    assert {f.name for f in report.findings if f.blocking} == {MEMORY}
+    assert report.findings[-1].name == PAGE and not report.findings[-1].blocking
+
+
+def test_pi_hugetlb_is_expected_and_only_1_18_0_needs_it(tmp_path):
+    root = pi_root(tmp_path, PI5_FIXED)
+    fixed = kc.run_check(None, "1.18.1", root=root, machine="aarch64", userland_arch="arm64", page_size=16384)
+    affected = kc.run_check(None, "1.18.0", root=root, machine="aarch64", userland_arch="arm64", page_size=16384)
+    assert (fixed.exit_code, affected.exit_code) == (0, 1)
+    for report in (fixed, affected):
+        hugetlb = by_name(report.findings)["hugetlb cgroup (live)"]
+        assert hugetlb.status == "missing" and "Raspberry Pi kernels are built without hugetlb" in hugetlb.hint
+        assert "fixed in 1.18.1" in hugetlb.hint
+    assert {f.name for f in affected.findings if f.blocking} == {"CONFIG_HUGETLBFS", "CONFIG_CGROUP_HUGETLB", "hugetlb cgroup (live)"}
+
+
+def test_memory_is_judged_by_cgroup_controllers_not_proc_cgroups_on_6_12(tmp_path):
+    root = pi_root(tmp_path, PI5_FIXED)
+    assert "memory" not in (root / "proc/cgroups").read_text()  # CONFIG_MEMCG_V1 is not set
+    assert by_name(boot_check(tmp_path / "again", PI5_FIXED).findings)[MEMORY].status == "enabled"
+
+
+@pytest.mark.parametrize("release, pi", [
+    ("6.12.34+rpt-rpi-2712", True), ("6.12.75+rpt-rpi-v8", True), ("6.1.0-rpi7-rpi-v8", True), ("6.6.74+rpt-rpi-v7l", True),
+    ("5.10.103-v7l+", True), ("5.10.103-v8+", True), ("5.4.51-v7+", True), ("6.6.20-v8-16k+", True),
+    ("6.12.38+deb13-arm64", False), ("6.1.0-18-arm64", False), ("6.8.0-1010-raspi", False), ("6.12.0-rc1", False), ("", False),
+])
+def test_which_kernels_are_raspberry_pi_kernels(release, pi):
+    assert kc.is_pi_kernel(release) is pi
+
+
+@pytest.mark.parametrize("cmdline_file, switches", [
+    ("pi5-trixie-lite", ["disable"]),
+    ("pi5-trixie-lite-fixed", ["disable", "enable"]),
+    ("pi5-disable-last", ["enable", "disable"]),   # cgroup_memory=1 is not a switch
+    ("pi4-bookworm-6.6", ["enable"]),
+    ("pi4-bullseye-5.10", []),
+])
+def test_memory_switches_keep_command_line_order(cmdline_file, switches):
+    assert kc.memory_switches((PI_BOOT / "proc-cmdline" / f"{cmdline_file}.txt").read_text()) == switches
+
+
+def test_memory_switches_read_comma_lists():
+    assert kc.memory_switches("cgroup_disable=memory,hugetlb cgroup_enable=cpuset,memory cgroup.memory=nokmem") == ["disable", "enable"]
+
+
+# ---------------------------------------------------------------- Pi findings in the text, JSON, quiet-warn and rich views
+
+
+def test_pi_findings_reach_the_text_report(tmp_path):
+    text = kc.format_text(boot_check(tmp_path, PI5_LITE))
+    rows = [line.split() for line in text.splitlines()]
+    assert ["DISABLED", "memory", "cgroup", "(live)", "required", "disabled"] == next(r for r in rows if r[1:3] == ["memory", "cgroup"])[:6]
+    assert next(r for r in rows if r[1:3] == ["page", "size"])[:5] == ["WARNING", "page", "size", "optional", "16384"]
+    assert "-> the command line has cgroup_disable=memory" in text and "`kernel=kernel8.img`" in text
+    assert text.splitlines()[-1] == "NOT READY: CRI-O 1.20.9 needs memory cgroup (live)"
+
+
+def test_ready_with_warnings_says_so(tmp_path):
+    assert kc.summary(boot_check(tmp_path, PI5_FIXED)).endswith("needs; but read the warnings: page size")
+    assert kc.summary(boot_check(tmp_path / "armhf", PI4_ARMHF)).endswith("warnings: 64-bit kernel and userland")
+
+
+def test_pi_findings_in_json_have_the_usual_shape(tmp_path):
+    data = json.loads(json.dumps(boot_check(tmp_path, PI5_LITE).to_dict()))
+    assert set(data) == {"crio_version", "config_source", "verdict", "exit_code", "error", "hint", "findings"}
+    assert all(set(f) == {"name", "group", "required", "status", "detail", "purpose", "hint", "blocking"} for f in data["findings"])
+    page = next(f for f in data["findings"] if f["name"] == PAGE)
+    assert (page["group"], page["status"], page["blocking"]) == ("platform", "warning", False)
+
+
+def test_quiet_warn_adds_a_line_per_warning(tmp_path):
+    lines = kc.warnings(boot_check(tmp_path, PI5_LITE))
+    assert len(lines) == 2
+    assert "memory cgroup (live) is disabled" in lines[0] and "/boot/firmware/cmdline.txt" in lines[0]
+    assert lines[1].startswith("warning: page size is 16384 (16K): ") and "kernel=kernel8.img" in lines[1]
+    armhf = kc.warnings(boot_check(tmp_path / "armhf", PI4_ARMHF))
+    assert len(armhf) == 1 and "install the armhf packages" in armhf[0]
+
+
+def test_rich_view_shows_pi_findings_and_their_fixes(tmp_path):
+    console = Console(record=True, width=240, color_system=None)
+    kernel_report.render(boot_check(tmp_path, PI5_LITE), console)
+    out = console.export_text()
+    assert "memory cgroup (live)" in out and "WARNING" in out and "DISABLED" in out
+    assert "cgroup_enable=memory" in out and "/boot/firmware/cmdline.txt" in out and "kernel=kernel8.img" in out
+    assert "NOT READY" in out

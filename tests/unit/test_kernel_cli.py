@@ -20,6 +20,8 @@ REPO = SCRIPT.parent.parent
 FIXTURES = REPO / "tests" / "fixtures" / "kernel"
 PI4 = FIXTURES / "rpi4-bcm2711-5.4.config"
 DEBIAN = FIXTURES / "debian-bookworm-arm64-6.1.config"
+PI5 = FIXTURES / "rpi5-bcm2712-6.12.config"
+PI_BOOT = FIXTURES / "pi"
 PROBLEMS = ("missing", "disabled", "mismatch")
 
 
@@ -43,6 +45,8 @@ def truncated_gzip(tmp_path: Path) -> Path:
     (DEBIAN, "1.18.0", 0),
     (PI4, "1.18.6", 0),
     (PI4, "1.18.0", 1),
+    (PI5, "1.20.9", 0),     # 16K pages warn, never fail
+    (PI5, "1.18.0", 1),
     (PI4, "1.18.0-rc1", 1),
     (FIXTURES / "does-not-exist.config", "1.18.6", 2),
     (FIXTURES / "empty.config", "1.18.6", 2),
@@ -90,6 +94,7 @@ def test_standalone_json_for_an_unreadable_config_carries_the_error():
 
 @pytest.mark.parametrize("config, warned", [
     (PI4, ["CONFIG_HUGETLBFS", "CONFIG_CGROUP_HUGETLB"]),
+    (PI5, ["CONFIG_HUGETLBFS", "CONFIG_CGROUP_HUGETLB", "page size is 16K (CONFIG_ARM64_16K_PAGES=y)"]),
     (DEBIAN, []),
     (FIXTURES / "empty.config", ["could not check"]),
 ])
@@ -124,6 +129,53 @@ def test_without_crio_anywhere_any_fixed_release_is_assumed(tmp_path):
     assert (data["crio_version"], result.returncode) == (None, 0)
     hugetlb = next(f for f in data["findings"] if f["name"] == "CONFIG_CGROUP_HUGETLB")
     assert hugetlb["required"] is False and "fixed in 1.18.1" in hugetlb["hint"]
+
+
+def test_standalone_pi5_config_says_16k_and_how_to_get_4k():
+    result = standalone("--config", str(PI5), "--crio-version", "1.20.9")
+    assert result.returncode == 0, result.stderr
+    page = next(line for line in result.stdout.splitlines() if line.split()[1:3] == ["page", "size"])
+    assert page.split()[:5] == ["WARNING", "page", "size", "optional", "16K"]
+    assert "For 4K pages add `kernel=kernel8.img` to /boot/firmware/config.txt" in result.stdout
+    assert "Unsupported system page size" in result.stdout and "`getconf PAGESIZE` prints 4096" in result.stdout
+    assert result.stdout.splitlines()[-1] == "ready: this kernel has everything CRI-O 1.20.9 needs; but read the warnings: page size"
+
+
+def pi_tree(tmp_path: Path, proc_cmdline: str, firmware_cmdline: str, controllers: str, cmdline_txt: str) -> Path:
+    """A Pi 5's /proc, /sys and /boot from tests/fixtures/kernel/pi, for --root."""
+    root = tmp_path / "root"
+    (root / "proc/sys/kernel").mkdir(parents=True)
+    (root / "proc/sys/kernel/osrelease").write_text("6.12.34+rpt-rpi-2712\n")
+    (root / "proc/cmdline").write_text((PI_BOOT / "proc-cmdline" / f"{proc_cmdline}.txt").read_text())
+    (root / "proc/cgroups").write_text((PI_BOOT / "proc-cgroups-6.12.txt").read_text())
+    (root / "proc/config.gz").write_bytes(gzip.compress(PI5.read_bytes()))
+    (root / "sys/fs/cgroup").mkdir(parents=True)
+    (root / "sys/fs/cgroup/cgroup.controllers").write_text((PI_BOOT / "cgroup-controllers" / f"{controllers}.txt").read_text())
+    (root / cmdline_txt).parent.mkdir(parents=True)
+    (root / cmdline_txt).write_text((PI_BOOT / "firmware-cmdline" / f"{firmware_cmdline}.txt").read_text())
+    return root
+
+
+@pytest.mark.parametrize("proc_cmdline, firmware_cmdline, controllers, cmdline_txt, code, status, says", [
+    ("pi5-trixie-lite", "trixie-lite", "memory-off", "boot/firmware/cmdline.txt", 1, "disabled",
+     ["append ` cgroup_enable=memory`", "/boot/firmware/cmdline.txt"]),
+    ("pi5-trixie-lite", "bullseye", "memory-off", "boot/cmdline.txt", 1, "disabled", ["/boot/cmdline.txt"]),
+    ("pi5-disable-last", "disable-last", "memory-off", "boot/firmware/cmdline.txt", 1, "disabled", ["is not enough"]),
+    ("pi5-trixie-lite-fixed", "trixie-lite-fixed", "memory-on", "boot/firmware/cmdline.txt", 0, "enabled", []),
+], ids=["trixie-lite", "bullseye-path", "disable-last", "fixed"])
+def test_standalone_reads_a_raspberry_pi_under_root(tmp_path, proc_cmdline, firmware_cmdline, controllers, cmdline_txt,
+                                                   code, status, says):
+    root = pi_tree(tmp_path, proc_cmdline, firmware_cmdline, controllers, cmdline_txt)
+    env = {"PATH": str(tmp_path)}  # no crio, no dpkg: this python's word size decides the userland
+    result = standalone("--root", str(root), "--crio-version", "1.20.9", "--json", env=env)
+    assert result.returncode == code, result.stdout + result.stderr
+    data = json.loads(result.stdout)
+    memory = next(f for f in data["findings"] if f["name"] == "memory cgroup (live)")
+    assert (memory["status"], memory["blocking"], data["config_source"]) == (status, code == 1, str(root / "proc/config.gz"))
+    assert [text for text in says if text not in memory["hint"]] == []
+    quiet = standalone("--root", str(root), "--crio-version", "1.20.9", "--quiet-warn", env=env)
+    assert quiet.returncode == 0 and quiet.stdout == ""
+    assert ("memory cgroup (live) is disabled" in quiet.stderr) is (code == 1)
 
 
 # ---------------------------------------------------------------- the script stays shippable
