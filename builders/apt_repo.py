@@ -4,13 +4,19 @@
       criobuild-archive-keyring.gpg       the public key, binary, for `signed-by=`
       criobuild-archive-keyring.asc       the same key, armored, for people
       dists/<suite>/{Release,InRelease,Release.gpg}
-      dists/<suite>/main/binary-<arch>/{Packages,Packages.gz,Packages.xz,Release}
-      pool/main/<first letter>/<source package>/<file>.deb
+      dists/<suite>/<recipe>/binary-<arch>/{Packages,Packages.gz,Packages.xz,Release}
+      pool/<recipe>/<first letter>/<source package>/<file>.deb
 
-The suite is each recipe's target suite (bookworm), the component `main`, the architectures the
-recipes' targets. The key is given by the user (CRIOBUILD_GPG_KEY: a key id or fingerprint of a secret
-key in gpg's keyring; GNUPGHOME is honoured; CRIOBUILD_GPG_PASSPHRASE if the key has one). The
-repository is built in a temporary directory next to the output and swapped in at the end.
+The suite is each recipe's target suite (bookworm), the architectures the recipes' targets, and each
+CRI-O minor its own component, named after its recipe (crio-1.36). A node subscribes to one minor
+(`deb [signed-by=…] <url> bookworm crio-1.36`): apt upgrades it to every patch release of that minor
+and never to the next minor, whose packages are in another component it does not read (the kubelet's
+version skew); moving on is a deliberate edit of that line. Each component has its own pool, so two
+minors may pin the same conmon without sharing (or fighting over) a file.
+
+The key is given by the user (CRIOBUILD_GPG_KEY: a key id or fingerprint of a secret key in gpg's
+keyring; GNUPGHOME is honoured; CRIOBUILD_GPG_PASSPHRASE if the key has one). The repository is built
+in a temporary directory next to the output and swapped in at the end; it holds what artifacts/ holds.
 """
 from __future__ import annotations
 
@@ -18,22 +24,42 @@ import gzip
 import hashlib
 import lzma
 import os
+import re
 import shutil
 import subprocess
 import sys
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from .errors import PackageError
-from .recipe import COMPONENTS, Recipe
+from .recipe import Recipe, recipe_sort_key
 from .settings import Settings
 
-COMPONENT = "main"
 ORIGIN = "criobuild"
 KEYRING = "criobuild-archive-keyring.gpg"
 KEYRING_ASC = "criobuild-archive-keyring.asc"
 TOOLS = {"apt-ftparchive": "apt-utils", "gpg": "gnupg", "gpgv": "gpgv", "dpkg-deb": "dpkg"}
+# The packages the README's apt preference prefers from this repository over the distribution's.
+PINNED = ("cri-o", "cri-o-runc", "cri-o-crun", "conmon", "containernetworking-plugins", "cri-tools")
+# What apt takes as a component: one word of letters, digits and . + _ - (no spaces, no slashes).
+COMPONENT_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9.+_-]*$")
+
+
+class Place(NamedTuple):
+    """Where a .deb goes: the suite (the recipe's target release) and the component (the recipe, one CRI-O minor)."""
+
+    suite: str
+    component: str
+
+
+def component_of(recipe: Recipe) -> str:
+    return recipe.name
+
+
+def component_order(component: str) -> tuple[tuple[int, ...], str]:
+    """crio-1.9 before crio-1.10."""
+    return recipe_sort_key(Path(component)), component
 
 
 def repo_dir(settings: Settings, env: Mapping[str, str] | None = None) -> Path:
@@ -42,12 +68,12 @@ def repo_dir(settings: Settings, env: Mapping[str, str] | None = None) -> Path:
 
 
 def repo_task(recipes: list[Recipe], settings: Settings) -> dict[str, Any]:
-    """`doit repo`: every built recipe's .debs as one signed apt repository (a dists/<suite> per target suite)."""
+    """`doit repo`: every built recipe's .debs as one signed apt repository (a dists/<suite> per target suite, a component per recipe)."""
     from .tasks import as_action
 
     suites = ", ".join(sorted({r.target.suite for r in recipes})) or "no suite"
     return {
-        "doc": f"signed apt repository ({suites}) of the built .debs in {repo_dir(settings)}; key from CRIOBUILD_GPG_KEY",
+        "doc": f"signed apt repository ({suites}; a component per CRI-O minor) of the built .debs in {repo_dir(settings)}; key from CRIOBUILD_GPG_KEY",
         "actions": [(as_action(build_repo_from_env), [recipes, settings])],
         "uptodate": [False],
         "verbosity": 2,
@@ -76,7 +102,8 @@ def build_repo(
     out: Path | None = None,
     passphrase: str | None = None,
 ) -> Path:
-    """Write a signed repository of the recipes' .debs (those targeting `suite`, default every suite) to out."""
+    """Write a signed repository of the recipes' .debs (those targeting `suite`, default every suite) to out:
+    dists/<suite>/<recipe>/…, one component per recipe."""
     check_tools()
     out = (out or repo_dir(settings)).absolute()
     if suite is not None:
@@ -87,6 +114,7 @@ def build_repo(
                 hint=f"recipes target: {', '.join(sorted({r.target.suite for r in recipes})) or 'nothing'}",
             )
         recipes = chosen
+    check_components(recipes)
     fingerprint = resolve_key(key_id)
     debs = collect_debs(recipes, settings)
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -96,9 +124,10 @@ def build_repo(
     try:
         pool = fill_pool(tmp, debs)
         for suite_name, archs in sorted(suite_archs(recipes, debs).items()):
-            write_suite(tmp, suite_name, archs, {pool[d] for d in debs if debs[d] == suite_name}, fingerprint, passphrase)
+            components = {place.component: {pool[d] for d in debs if debs[d] == place} for place in debs.values() if place.suite == suite_name}
+            write_suite(tmp, suite_name, archs, components, fingerprint, passphrase)
         export_key(fingerprint, tmp)
-        for suite_name in sorted(set(debs.values())):
+        for suite_name in sorted({place.suite for place in debs.values()}):
             verify_suite(tmp / "dists" / suite_name, tmp / KEYRING)
         swap_into_place(tmp, out)
     except BaseException:
@@ -146,14 +175,32 @@ def resolve_key(key_id: str) -> str:
     return fingerprints[0]
 
 
-def collect_debs(recipes: list[Recipe], settings: Settings) -> dict[Path, str]:
-    """Each recipe's packages (as deb_task names them) -> the suite they go to; recipes not built are skipped."""
+def check_components(recipes: list[Recipe]) -> None:
+    """Each recipe becomes a component: its name must be one apt reads, and one recipe per name."""
+    seen: dict[str, Recipe] = {}
+    for r in recipes:
+        component = component_of(r)
+        if not COMPONENT_RE.match(component):
+            raise PackageError(
+                f"cannot make the apt repository because recipe {r.path} would be component {component!r}, which apt cannot read",
+                hint="name the recipe file with letters, digits, '.', '+', '_' and '-' only, like crio-1.36.toml",
+            )
+        first = seen.setdefault(component, r)
+        if first is not r and first.path != r.path:
+            raise PackageError(
+                f"cannot make the apt repository because {first.path} and {r.path} would both be component {component!r}",
+                hint="give each CRI-O minor one recipe (rename one of them)",
+            )
+
+
+def collect_debs(recipes: list[Recipe], settings: Settings) -> dict[Path, Place]:
+    """Each recipe's packages (as deb_task names them) -> the suite and component they go to; recipes not built are skipped."""
     from .deb import deb_path
 
-    found: dict[Path, str] = {}
-    by_name: dict[str, Path] = {}
+    found: dict[Path, Place] = {}
+    by_name: dict[tuple[str, str], Path] = {}
     for recipe in recipes:
-        wanted = [deb_path(recipe, c, settings) for c in COMPONENTS]
+        wanted = [deb_path(recipe, c, settings) for c in recipe.components]
         present = [d for d in wanted if d.is_file()]
         if not present:
             continue
@@ -163,16 +210,17 @@ def collect_debs(recipes: list[Recipe], settings: Settings) -> dict[Path, str]:
                 f"cannot make the apt repository because {settings.artifacts / recipe.name} lacks some of {recipe.name}'s packages: {missing}",
                 hint=f"run `doit build:{recipe.name}` first",
             )
+        place = Place(recipe.target.suite, component_of(recipe))
         for deb in present:
-            earlier = by_name.get(deb.name)
-            if earlier is not None:
-                # Two recipes pin the same package version (say the same conmon): an archive holds one file per
-                # name and version, so keep one; identical builds are the normal case.
+            # Two minors pinning the same conmon each keep their own copy, in their own component's pool;
+            # within one component a name and version is one file (the same recipe given twice).
+            earlier = by_name.get((place.component, deb.name))
+            if earlier is not None and earlier != deb:
                 if file_digest(earlier) != file_digest(deb):
-                    print(f"note: {deb.name} differs between {earlier.parent.name} and {deb.parent.name}; the apt repository gets {deb.parent.name}'s", file=sys.stderr)
+                    print(f"note: {deb.name} differs between {earlier.parent} and {deb.parent}; the apt repository gets {deb.parent}'s", file=sys.stderr)
                 del found[earlier]
-            by_name[deb.name] = deb
-            found[deb] = recipe.target.suite
+            by_name[(place.component, deb.name)] = deb
+            found[deb] = place
     if not found:
         dirs = " or ".join(str(settings.artifacts / r.name) for r in recipes) or str(settings.artifacts)
         first = recipes[0].name if recipes else "crio-1.18"
@@ -180,8 +228,8 @@ def collect_debs(recipes: list[Recipe], settings: Settings) -> dict[Path, str]:
     return found
 
 
-def suite_archs(recipes: list[Recipe], debs: dict[Path, str]) -> dict[str, list[str]]:
-    built = set(debs.values())
+def suite_archs(recipes: list[Recipe], debs: dict[Path, Place]) -> dict[str, list[str]]:
+    built = {place.suite for place in debs.values()}
     archs: dict[str, set[str]] = {}
     for r in recipes:
         if r.target.suite in built:
@@ -197,19 +245,19 @@ def control_fields(deb: Path, *names: str) -> dict[str, str]:
     return dict(zip(names, result.stdout.split("\n")))
 
 
-def pool_dir(source: str) -> str:
-    """Debian's pool layout: pool/main/c/cri-o/, pool/main/libf/libfoo/."""
+def pool_dir(component: str, source: str) -> str:
+    """Debian's pool layout, a pool per component: pool/crio-1.36/c/cri-o/, pool/crio-1.36/libf/libfoo/."""
     prefix = source[:4] if source.startswith("lib") else source[0]
-    return f"pool/{COMPONENT}/{prefix}/{source}"
+    return f"pool/{component}/{prefix}/{source}"
 
 
-def fill_pool(root: Path, debs: dict[Path, str]) -> dict[Path, str]:
-    """Link (or copy) each .deb into the pool; return deb -> its pool path relative to root."""
+def fill_pool(root: Path, debs: dict[Path, Place]) -> dict[Path, str]:
+    """Link (or copy) each .deb into its component's pool; return deb -> its pool path relative to root."""
     placed: dict[Path, str] = {}
-    for deb in debs:
+    for deb, place in debs.items():
         fields = control_fields(deb, "Package", "Source")
         source = (fields.get("Source") or fields["Package"]).split(" ", 1)[0]
-        rel = f"{pool_dir(source)}/{deb.name}"
+        rel = f"{pool_dir(place.component, source)}/{deb.name}"
         dest = root / rel
         dest.parent.mkdir(parents=True, exist_ok=True)
         try:
@@ -220,26 +268,30 @@ def fill_pool(root: Path, debs: dict[Path, str]) -> dict[Path, str]:
     return placed
 
 
-def write_suite(root: Path, suite: str, archs: list[str], files: set[str], fingerprint: str, passphrase: str | None) -> None:
+def write_suite(root: Path, suite: str, archs: list[str], components: dict[str, set[str]], fingerprint: str, passphrase: str | None) -> None:
+    """dists/<suite>: each component's Packages per architecture (empty where it has none), then the signed Release."""
     dist = root / "dists" / suite
-    for arch in archs:
-        index = run(["apt-ftparchive", "--arch", arch, "packages", f"pool/{COMPONENT}"], cwd=root).stdout
-        stanzas = [s for s in index.split("\n\n") if s.strip() and stanza_field(s, "Filename") in files]
-        text = "\n\n".join(s.strip("\n") for s in stanzas) + ("\n" if stanzas else "")
-        binary = dist / COMPONENT / f"binary-{arch}"
-        binary.mkdir(parents=True, exist_ok=True)
-        write_indexes(binary / "Packages", text.encode())
-        (binary / "Release").write_text(
-            f"Archive: {suite}\nOrigin: {ORIGIN}\nLabel: {ORIGIN}\nComponent: {COMPONENT}\nArchitecture: {arch}\n"
-        )
+    order = sorted(components, key=component_order)
+    for component in order:
+        files = components[component]
+        for arch in archs:
+            index = run(["apt-ftparchive", "--arch", arch, "packages", f"pool/{component}"], cwd=root).stdout
+            stanzas = [s for s in index.split("\n\n") if s.strip() and stanza_field(s, "Filename") in files]
+            text = "\n\n".join(s.strip("\n") for s in stanzas) + ("\n" if stanzas else "")
+            binary = dist / component / f"binary-{arch}"
+            binary.mkdir(parents=True, exist_ok=True)
+            write_indexes(binary / "Packages", text.encode())
+            (binary / "Release").write_text(
+                f"Archive: {suite}\nOrigin: {ORIGIN}\nLabel: {ORIGIN}\nComponent: {component}\nArchitecture: {arch}\n"
+            )
     options = {
         "Origin": ORIGIN,
         "Label": ORIGIN,
         "Suite": suite,
         "Codename": suite,
         "Architectures": " ".join(archs),
-        "Components": COMPONENT,
-        "Description": "CRI-O, conmon, CNI plugins and cri-tools built from source by criobuild",
+        "Components": " ".join(order),
+        "Description": "CRI-O, conmon, CNI plugins and cri-tools built from source by criobuild; a component per CRI-O minor",
     }
     argv = ["apt-ftparchive"]
     for key, value in options.items():
@@ -294,21 +346,41 @@ def swap_into_place(tmp: Path, out: Path) -> None:
     shutil.rmtree(old, ignore_errors=True)
 
 
+def built_components(out: Path, recipes: list[Recipe]) -> dict[str, list[str]]:
+    """suite -> the components (CRI-O minors) the repository in out has for it, oldest first."""
+    found: dict[str, set[str]] = {}
+    for r in recipes:
+        if (out / "dists" / r.target.suite / component_of(r)).is_dir():
+            found.setdefault(r.target.suite, set()).add(component_of(r))
+    return {suite: sorted(components, key=component_order) for suite, components in sorted(found.items())}
+
+
 def print_usage(out: Path, recipes: list[Recipe]) -> None:
-    suites = sorted({r.target.suite for r in recipes if (out / "dists" / r.target.suite / "InRelease").exists()})
-    print(f"apt repository in {out} ({', '.join(suites)}); serve that directory over HTTP(S), then on the Pi:")
-    for suite in suites:
-        for line in pi_owner_lines("https://<your host>/<path>", suite):
+    url = "https://<your host>/<path>"
+    built = built_components(out, recipes)
+    listing = "; ".join(f"{suite}: {' '.join(components)}" for suite, components in built.items())
+    print(f"apt repository in {out} ({listing}); serve that directory over HTTP(S).")
+    print("A node subscribes to one CRI-O minor (a component) and gets its patch releases; the next minor is an edit of the deb line.")
+    for suite, components in built.items():
+        print(f"On a {suite} Pi, for {components[-1]} (another minor: its component in place of {components[-1]}):")
+        for line in pi_owner_lines(url, suite, components[-1]):
             print(f"  {line}")
+    print("To prefer this repository's runtimes, conmon, CNI plugins and crictl over the distribution's:")
+    print(f"  {pin_line()}")
 
 
-def pi_owner_lines(url: str, suite: str) -> list[str]:
-    """The commands a Raspberry Pi owner types (the README shows the same ones)."""
+def pi_owner_lines(url: str, suite: str, component: str) -> list[str]:
+    """The commands a Raspberry Pi owner types to follow one CRI-O minor (the README shows the same ones)."""
     return [
         f"sudo install -d /etc/apt/keyrings && curl -fsSL {url}/{KEYRING} | sudo tee /etc/apt/keyrings/criobuild.gpg >/dev/null",
-        f'echo "deb [signed-by=/etc/apt/keyrings/criobuild.gpg] {url} {suite} {COMPONENT}" | sudo tee /etc/apt/sources.list.d/criobuild.list',
+        f'echo "deb [signed-by=/etc/apt/keyrings/criobuild.gpg] {url} {suite} {component}" | sudo tee /etc/apt/sources.list.d/criobuild.list',
         "sudo apt-get update && sudo apt-get install cri-o",
     ]
+
+
+def pin_line() -> str:
+    """The apt preference (the README shows the same line): this origin's packages over the distribution's newer ones."""
+    return f"printf 'Package: {' '.join(PINNED)}\\nPin: release o={ORIGIN}\\nPin-Priority: 1001\\n' | sudo tee /etc/apt/preferences.d/criobuild"
 
 
 # -- helpers -------------------------------------------------------------------------------------------
