@@ -5,6 +5,7 @@ import os
 import signal
 import subprocess
 import time
+import tomllib
 
 import pytest
 
@@ -14,7 +15,7 @@ from builders.elf import E_MACHINE, elf_machine
 from tests.fixtures.pipeline import REPO, Pipeline, make_pipeline, run_staged
 
 pytestmark = [pytest.mark.docker, pytest.mark.emulation, pytest.mark.slow]
-COMPONENTS = ("cri-o", "conmon", "cni-plugins", "cri-tools")
+COMPONENTS = ("cri-o", "conmon", "cni-plugins", "cri-tools", "runc")
 
 
 def ran(output: str, task: str) -> bool:
@@ -69,7 +70,8 @@ def test_build_stages_aarch64_binaries_of_every_component(pipeline: Pipeline, bu
         "cri-o": ["usr/bin/crio", "usr/bin/crio-status", "usr/bin/pinns"],
         "conmon": ["usr/bin/conmon"],
         "cni-plugins": ["usr/lib/cni/bridge", "usr/lib/cni/loopback", "usr/lib/cni/host-local", "usr/lib/cni/portmap"],
-        "cri-tools": ["usr/bin/crictl"],
+        "cri-tools": ["usr/bin/crictl", "usr/bin/critest"],
+        "runc": ["usr/libexec/crio/runc"],
     }
     for component, files in expected.items():
         assert (staging / f"{component}.json").exists(), component
@@ -91,15 +93,23 @@ def test_staged_binaries_run_under_emulation_and_print_the_pinned_versions(pipel
     assert crictl.strip() == "crictl version 1.18.0"
     bridge = run_staged(docker_engine, arm64_builder_image, staging / "cni-plugins", ["/usr/lib/cni/bridge"])
     assert "CNI bridge plugin v0.8.5" in bridge
+    runc = run_staged(docker_engine, arm64_builder_image, staging / "runc", ["/usr/libexec/crio/runc", "--version"])
+    assert runc.splitlines()[:2] == ["runc version 1.0.0-rc10", f"commit: {pipeline.upstreams['runc'].tags['v1.0.0-rc10']}"]
 
 
 def test_generated_crio_conf_has_the_recipe_settings_and_package_paths(pipeline: Pipeline, built) -> None:
-    conf = (pipeline.artifacts / "staging" / "cri-o" / "etc" / "crio" / "crio.conf").read_text()
-    assert 'cgroup_manager = "systemd"' in conf
-    assert 'pause_image = "k8s.gcr.io/pause:3.2"' in conf
-    assert 'conmon = "/usr/bin/conmon"' in conf
-    assert 'runtime_path = "/usr/sbin/runc"' in conf
-    assert '"/usr/lib/cni"' in conf and '"/opt/cni/bin"' in conf
+    etc = pipeline.artifacts / "staging" / "cri-o" / "etc"
+    drop_in = tomllib.loads((etc / "crio/crio.conf.d/10-crio.conf").read_text())["crio"]
+    assert drop_in["runtime"]["cgroup_manager"] == "systemd" and drop_in["runtime"]["conmon_cgroup"] == "system.slice"
+    assert drop_in["runtime"]["conmon"] == "/usr/bin/conmon"  # 1.18 has no per-runtime monitor_path yet
+    assert drop_in["runtime"]["default_runtime"] == "runc"
+    assert drop_in["runtime"]["runtimes"]["runc"]["runtime_path"] == "/usr/libexec/crio/runc"
+    assert drop_in["image"]["pause_image"] == "k8s.gcr.io/pause:3.2"
+    assert drop_in["network"]["plugin_dirs"] == ["/usr/lib/cni", "/opt/cni/bin"]
+    # crio.conf is what this crio made of its defaults and that drop-in: the same values, every option.
+    conf = tomllib.loads((etc / "crio/crio.conf").read_text())["crio"]
+    assert conf["runtime"]["runtimes"]["runc"]["runtime_path"] == "/usr/libexec/crio/runc"
+    assert (conf["runtime"]["conmon"], conf["image"]["pause_image"]) == ("/usr/bin/conmon", "k8s.gcr.io/pause:3.2")
 
 
 def test_no_container_is_left_behind(pipeline: Pipeline, built, docker_engine) -> None:
@@ -122,6 +132,7 @@ def test_doit_build_makes_every_artifact_with_checksums(pipeline: Pipeline, buil
         "SHA256SUMS",
         "conmon_2.0.19-1~deb12_arm64.deb",
         "containernetworking-plugins_0.8.5-1~deb12_arm64.deb",
+        "cri-o-runc_1.0.0~rc10-1~deb12_arm64.deb",
         "cri-o.arm64.v1.18.1.tar.gz",
         "cri-o_1.18.1-1~deb12_arm64.deb",
         "cri-tools_1.18.0-1~deb12_arm64.deb",
@@ -129,7 +140,7 @@ def test_doit_build_makes_every_artifact_with_checksums(pipeline: Pipeline, buil
     ]
     check = subprocess.run(["sha256sum", "-c", "SHA256SUMS"], cwd=pipeline.artifacts, capture_output=True, text=True)
     assert check.returncode == 0, check.stdout + check.stderr
-    assert check.stdout.count(": OK") == 6
+    assert check.stdout.count(": OK") == 7
 
 
 def test_changing_one_pin_rebuilds_that_component_and_what_packages_it(pipeline: Pipeline, built, docker_engine, arm64_builder_image) -> None:
@@ -146,7 +157,10 @@ def test_changing_one_pin_rebuilds_that_component_and_what_packages_it(pipeline:
         assert conmon.startswith("conmon version 2.0.18")
 
         debs = sorted(p.name for p in pipeline.artifacts.glob("*.deb"))
-        assert debs == ["conmon_2.0.18-1~deb12_arm64.deb", "containernetworking-plugins_0.8.5-1~deb12_arm64.deb", "cri-o_1.18.1-1~deb12_arm64.deb", "cri-tools_1.18.0-1~deb12_arm64.deb"]
+        assert debs == [
+            "conmon_2.0.18-1~deb12_arm64.deb", "containernetworking-plugins_0.8.5-1~deb12_arm64.deb", "cri-o-runc_1.0.0~rc10-1~deb12_arm64.deb",
+            "cri-o_1.18.1-1~deb12_arm64.deb", "cri-tools_1.18.0-1~deb12_arm64.deb",
+        ]  # fmt: skip
         depends = subprocess.run(["dpkg-deb", "-f", pipeline.artifacts / "cri-o_1.18.1-1~deb12_arm64.deb", "Depends"], capture_output=True, text=True, check=True).stdout
         assert "conmon (>= 2.0.18~)" in depends
         listed = sorted(line.split()[1] for line in (pipeline.artifacts / "SHA256SUMS").read_text().splitlines())

@@ -13,8 +13,9 @@ from builders.elf import E_MACHINE, elf_machine
 from tests.fixtures.pipeline import Pipeline, run_staged
 
 pytestmark = [pytest.mark.docker, pytest.mark.emulation, pytest.mark.slow]
-COMPONENTS = ("cri-o", "conmon", "cni-plugins", "cri-tools")
+COMPONENTS = ("cri-o", "conmon", "cni-plugins", "cri-tools", "runc")
 VERSION_COMMANDS = {
+    "runc": ["/usr/libexec/crio/runc", "--version"],
     "cri-o": ["/usr/bin/crio", "version"],
     "conmon": ["/usr/bin/conmon", "--version"],
     "cri-tools": ["/usr/bin/crictl", "--version"],
@@ -68,10 +69,10 @@ def deb_facts(pipeline: Pipeline) -> dict[str, dict[str, object]]:
 
 
 def test_cross_packages_equal_the_emulated_ones(pipeline: Pipeline, built, cross_pipeline: Pipeline, cross_built) -> None:
-    debs = [f"deb:crio-1.18:{p}" for p in ("cri-o", "conmon", "containernetworking-plugins", "cri-tools")]
+    debs = [f"deb:crio-1.18:{p}" for p in ("cri-o", "conmon", "containernetworking-plugins", "cri-tools", "cri-o-runc")]
     for p in (pipeline, cross_pipeline):
         result = p.doit(*debs)
         assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     emulated, crossed = deb_facts(pipeline), deb_facts(cross_pipeline)
-    assert len(crossed) == 4
+    assert len(crossed) == 5
     assert crossed == emulated

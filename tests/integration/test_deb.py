@@ -24,18 +24,23 @@ from tests.fixtures.pipeline import Pipeline
 
 pytestmark = [pytest.mark.docker, pytest.mark.emulation, pytest.mark.slow]
 
-PACKAGES = ("cri-o", "conmon", "containernetworking-plugins", "cri-tools")
+PACKAGES = ("cri-o", "conmon", "containernetworking-plugins", "cri-tools", "cri-o-runc")
 TASKS = tuple(f"deb:crio-1.18:{p}" for p in PACKAGES)
-# The paths crio.conf gives for conmon, runc (empty: found in PATH) and the CNI plugins exist once installed.
+# What crio makes of its configuration (crio.conf, then our drop-in): conmon, runc and the CNI plugins where the packages put them.
 CONF_NAMES_INSTALLED_PATHS = r"""
-conmon=$(sed -n 's/^conmon = "\(.*\)"/\1/p' /etc/crio/crio.conf)
-test -x "$conmon"
-runc=$(sed -n '/^\[crio.runtime.runtimes.runc\]/,/^\[/s/^runtime_path = "\(.*\)"/\1/p' /etc/crio/crio.conf)
-test -x "${runc:-$(PATH=/usr/sbin:/usr/bin:/sbin:/bin command -v runc)}"
-grep -q '"/usr/lib/cni"' /etc/crio/crio.conf
+crio config 2>/dev/null > /tmp/effective.conf
+conmon=$(sed -n 's/^conmon = "\(.*\)"/\1/p' /tmp/effective.conf)
+test "$conmon" = /usr/bin/conmon && test -x "$conmon"
+runc=$(sed -n '/^\[crio.runtime.runtimes.runc\]/,/^\[/s/^runtime_path = "\(.*\)"/\1/p' /tmp/effective.conf)
+test "$runc" = /usr/libexec/crio/runc && test -x "$runc"
+grep -q '^default_runtime = "runc"' /tmp/effective.conf
+grep -q '"/usr/lib/cni"' /tmp/effective.conf
 test -x /usr/lib/cni/bridge
 """
-CONFFILES = ("/etc/crio/crio.conf", "/etc/crictl.yaml", "/etc/cni/net.d/10-crio-bridge.conf", "/etc/cni/net.d/99-loopback.conf")
+CONFFILES = (
+    "/etc/crio/crio.conf", "/etc/crio/crio.conf.d/10-crio.conf", "/etc/default/crio", "/etc/crictl.yaml",
+    "/etc/cni/net.d/10-crio-bridge.conf", "/etc/cni/net.d/99-loopback.conf",
+)  # fmt: skip
 
 
 @dataclass
@@ -81,6 +86,7 @@ def test_one_deb_per_component_named_the_debian_way(debs: Debs) -> None:
     assert sorted(p.name for p in debs.current.values()) == [
         "conmon_2.0.19-1~deb12_arm64.deb",
         "containernetworking-plugins_0.8.5-1~deb12_arm64.deb",
+        "cri-o-runc_1.0.0~rc10-1~deb12_arm64.deb",
         "cri-o_1.18.1-1~deb12_arm64.deb",
         "cri-tools_1.18.0-1~deb12_arm64.deb",
     ]
@@ -104,7 +110,7 @@ def field(deb: Path, name: str) -> str:
 
 def test_cri_o_depends_on_its_runtime_companions_and_what_its_binaries_link(debs: Debs) -> None:
     depends = field(debs.current["cri-o"], "Depends")
-    for needed in ("runc", "iptables", "conntrack", "conmon (>= 2.0.19~)", "containernetworking-plugins | kubernetes-cni"):
+    for needed in ("cri-o-runc (>= 1.0.0~rc10~)", "iptables", "conntrack", "conmon (>= 2.0.19~)", "containernetworking-plugins | kubernetes-cni"):
         assert needed in depends.split(", "), depends
     assert "libglib2.0-0" in field(debs.current["conmon"], "Depends")  # from dpkg-shlibdeps, not written by hand
 
@@ -135,7 +141,9 @@ def test_cri_o_contents_follow_debian_and_upstream_conventions(debs: Debs) -> No
 
 def test_package_contents_of_the_companions(debs: Debs) -> None:
     assert "/usr/bin/conmon" in members(debs.current["conmon"])
-    assert "/usr/bin/crictl" in members(debs.current["cri-tools"])
+    assert {"/usr/bin/crictl", "/usr/bin/critest", "/usr/share/man/man1/crictl.1.gz"} <= set(members(debs.current["cri-tools"]))
+    assert {"/usr/libexec/crio/runc", "/usr/share/man/man8/cri-o-runc.8.gz"} <= set(members(debs.current["cri-o-runc"]))
+    assert "/usr/share/man/man8/conmon.8.gz" in members(debs.current["conmon"])  # help2man: 2.0.19 has no page of its own
     assert {"/usr/lib/cni/bridge", "/usr/lib/cni/loopback", "/usr/lib/cni/host-local", "/usr/lib/cni/portmap"} <= set(members(debs.current["containernetworking-plugins"]))
 
 
@@ -194,7 +202,7 @@ def test_apt_installs_removes_purges_and_upgrades_in_a_clean_container(debs: Deb
 
         # A fresh install resolves runc, iptables, conntrack and the shared libraries from the mirror.
         box.sh("apt-get update -q && apt-get install -y -q /debs/new/*.deb")
-        wanted = ("runc", "iptables", "conntrack", "golang-github-containers-common", "python3")  # Depends, then Recommends
+        wanted = ("cri-o-runc", "iptables", "conntrack", "golang-github-containers-common", "python3")  # Depends, then Recommends
         status = dict(line.split(" ", 1) for line in box.sh(f"dpkg-query -W -f '${{Package}} ${{Version}} ${{Status}}\\n' cri-o {' '.join(wanted)}").splitlines())
         assert status["cri-o"] == "1.18.1-1~deb12 install ok installed"
         assert all(status[dep].endswith(" install ok installed") for dep in wanted), status
@@ -211,6 +219,8 @@ def test_apt_installs_removes_purges_and_upgrades_in_a_clean_container(debs: Deb
         conffiles = box.sh("dpkg-query -W -f '${Conffiles}' cri-o")
         assert sorted(line.split()[0] for line in conffiles.strip().splitlines()) == sorted(CONFFILES)
         assert box.sh("readlink /lib/systemd/system/cri-o.service").strip() == "crio.service"
+        assert "EnvironmentFile=-/etc/default/crio" in box.sh("cat /lib/systemd/system/crio.service")  # not Red Hat's /etc/sysconfig
+        assert "CRIO_CONFIG_OPTIONS" in box.sh("cat /etc/default/crio")
         assert box.sh("readlink /etc/systemd/system/multi-user.target.wants/crio.service").strip() == "/lib/systemd/system/crio.service"
         assert "unix:///var/run/crio/crio.sock" in box.sh("cat /etc/crictl.yaml")
 
@@ -219,7 +229,7 @@ def test_apt_installs_removes_purges_and_upgrades_in_a_clean_container(debs: Deb
         assert "rc  cri-o" in box.sh("dpkg -l cri-o | tail -1")
         assert box.sh("tail -1 /etc/crio/crio.conf").strip() == "# edited by the test"
         box.sh("apt-get purge -y -q cri-o")
-        assert box.sh("ls /etc/crio/crio.conf /etc/crictl.yaml /etc/cni/net.d/10-crio-bridge.conf 2>&1 || true").count("No such file") == 3
+        assert box.sh("ls /etc/crio/crio.conf /etc/crio/crio.conf.d/10-crio.conf /etc/crictl.yaml /etc/cni/net.d/10-crio-bridge.conf 2>&1 || true").count("No such file") == 4
         assert box.sh("dpkg-query -W cri-o 2>&1 || true").strip().startswith("dpkg-query: no packages found")
 
         # An upgrade from an older build keeps an edited crio.conf.

@@ -8,6 +8,7 @@ import pytest
 
 from builders import deb
 from builders.arch import Arch
+from builders.components import upstream
 from builders.recipe import Component, GoToolchain, Recipe, Target
 
 COMMIT = "55664592f4d928197b59336edb7a83ffb30ff6fe"
@@ -31,6 +32,7 @@ def recipe(
             "conmon": component("conmon", "2.0.19", "v2.0.19"),
             "cni-plugins": component("cni-plugins", "0.8.5", "v0.8.5"),
             "cri-tools": component("cri-tools", "1.18.0", "v1.18.0"),
+            "runc": component("runc", "1.0.0-rc10", "v1.0.0-rc10"),
         },
     )  # fmt: skip
 
@@ -106,7 +108,7 @@ def test_cri_o_control_has_computed_and_runtime_depends() -> None:
     assert binary["Package"] == "cri-o" and binary["Architecture"] == "arm64"
     depends = binary["Depends"].split(", ")
     assert depends[:2] == ["${shlibs:Depends}", "${misc:Depends}"]
-    assert {"runc", "iptables", "conntrack", "conmon (>= 2.0.19~)", "containernetworking-plugins | kubernetes-cni"} <= set(depends)
+    assert {"cri-o-runc (>= 1.0.0~rc10~)", "iptables", "conntrack", "conmon (>= 2.0.19~)", "containernetworking-plugins | kubernetes-cni"} <= set(depends)
     assert "python3" in binary["Recommends"]  # the kernel check script's interpreter
 
 
@@ -141,7 +143,7 @@ def test_copyright_is_machine_readable() -> None:
 
 
 def test_postinst_warns_about_the_kernel_and_leaves_systemd_to_debhelper() -> None:
-    text = deb.postinst_text(recipe())
+    text = upstream("cri-o").maintainer_scripts(recipe())["postinst"]
     assert "#DEBHELPER#" in text
     assert "command -v python3" in text
     assert "python3 /usr/share/cri-o/kernel_check.py --quiet-warn --crio-version 1.18.6 || true" in text

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import re
 import os
 import shutil
 import socket
@@ -85,25 +86,38 @@ def test_unknown_mode_setting_is_refused() -> None:
         load_settings({"CRIOBUILD_MODE": "fast"})
 
 
-def test_auto_mode_falls_back_to_emulation_for_a_component_cross_cannot_build(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, capsys) -> None:
+@pytest.mark.parametrize("failure, retried", [
+    ("crio-1.18 cri-o: `make binaries` failed because it returned 2\n/usr/bin/aarch64-linux-gnu-ld: cannot find -lseccomp", True),
+    ("crio-1.18 crun: `./configure` failed because it returned 1\nconfigure: error: cannot run test program while cross compiling", True),
+    ("crio-1.18 cri-o: `make binaries` failed because it returned 2\nserver/server.go:12:2: undefined: foo", False),
+    ("crio-1.18 cri-tools: `install -D -m 755 _output/crictl /out/usr/bin` failed because it returned 1\ninstall: cannot stat '_output/crictl'", False),
+    ("crio-1.18 cri-o: `make docs` failed because it returned 2\nmake: *** No rule to make target 'docs'.  Stop.", False),
+])  # fmt: skip
+def test_auto_mode_retries_under_emulation_only_what_emulation_can_fix(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, capsys, failure: str, retried: bool) -> None:
     from builders import build
     from builders.recipe import load_recipe
 
-    recipe = load_recipe(Path(__file__).resolve().parents[2] / "recipes" / "crio-1.18.toml")
+    recipe = load_recipe(REPO / "recipes" / "crio-1.18.toml")
     tried = []
 
     def build_with(mode, recipe, name, settings):
         tried.append(mode.name)
         if mode.name == "cross":
-            raise ContainerError("crio-1.18 cri-o: `make binaries` failed because it returned 2")
+            raise ContainerError(failure)
 
     monkeypatch.setattr(build, "build_with", build_with)
     monkeypatch.setattr("builders.modes.host_arch", lambda: Arch.amd64)  # an x86_64 host, wherever this runs
-    build.build_component(recipe, "cri-o", load_settings({"CRIOBUILD_MODE": "auto", "CRIOBUILD_CACHE": str(tmp_path)}))
-    assert tried == ["cross", "qemu"]
-    assert "cross mode could not build cri-o" in capsys.readouterr().err
+    auto = load_settings({"CRIOBUILD_MODE": "auto", "CRIOBUILD_CACHE": str(tmp_path)})
+    if retried:
+        build.build_component(recipe, "cri-o", auto)
+        assert tried == ["cross", "qemu"]
+        assert "cross mode could not build cri-o" in capsys.readouterr().err
+    else:
+        with pytest.raises(ContainerError, match=re.escape(failure.splitlines()[-1])):
+            build.build_component(recipe, "cri-o", auto)
+        assert tried == ["cross"]
     tried.clear()
-    with pytest.raises(ContainerError):
+    with pytest.raises(ContainerError):  # asked for cross: never emulated
         build.build_component(recipe, "cri-o", load_settings({"CRIOBUILD_MODE": "cross", "CRIOBUILD_CACHE": str(tmp_path)}))
     assert tried == ["cross"]
 

@@ -26,9 +26,15 @@ BAD_RECIPES = [
     ("unknown key with a typo", edit('version = "1.14.15"', 'verison = "1.14.15"'),
      "unknown key 'go.verison'", "Perhaps you meant 'version'?"),
     ("unknown top-level table", GOOD + '\n[packge]\nrevision = "2"\n', "unknown key 'packge'", "Perhaps you meant 'package'?"),
-    ("unknown component", GOOD + '\n[components.crun]\nrepo = "x"\ncommit = "' + "a" * 40 + '"\n',
-     "unknown key 'components.crun'", "allowed in this table: cri-o, conmon, cni-plugins, cri-tools"),
-    ("missing key", edit('pause_image = "k8s.gcr.io/pause:3.2"   # the 1.18 default\n', ""),
+    ("unknown component", GOOD + '\n[components.podman]\nrepo = "x"\ncommit = "' + "a" * 40 + '"\n',
+     "unknown key 'components.podman'", "allowed in this table: cri-o, conmon, cni-plugins, cri-tools, runc, crun"),
+    ("missing runtime", edit('[components.runc]', '[components.runcx]').split("[components.runcx]")[0],
+     "missing key 'components.runc'", "pin all of: cri-o, conmon, cni-plugins, cri-tools, runc"),
+    ("a component's own Go without a checksum", edit('tag = "v1.0.0-rc10"\n', 'tag = "v1.0.0-rc10"\ngo = { version = "1.22.12" }\n'),
+     "missing key 'components.runc.go.sha256'", "every recipe needs it"),
+    ("a component's own Go with a bad checksum", edit('tag = "v1.0.0-rc10"\n', 'tag = "v1.0.0-rc10"\ngo = { version = "1.22.12", sha256 = { arm64 = "abc" } }\n'),
+     "key 'components.runc.go.sha256.arm64' is not a sha256: 'abc'", "64 lower-case hex"),
+    ("missing key", edit('pause_image = "k8s.gcr.io/pause:3.2"\n', ""),
      "missing key 'config.pause_image'", "every recipe needs it"),
     ("misspelt component", edit("[components.conmon]", "[components.conmonx]"),
      "unknown key 'components.conmonx'", "Perhaps you meant 'conmon'?"),
@@ -71,8 +77,36 @@ def test_shipped_recipes_load_with_their_pins() -> None:
     assert r118.go.version == "1.14.15"
     assert r118.go.tarball(Arch.arm64) == "go1.14.15.linux-arm64.tar.gz"
     assert r118.target.arch is Arch.arm64
-    assert [c.version for c in r118.components.values()] == ["1.18.6", "2.0.19", "0.8.5", "1.18.0"]
+    assert [c.version for c in r118.components.values()] == ["1.18.6", "2.0.19", "0.8.5", "1.18.0", "1.0.0-rc10"]
     assert recipes["crio-1.20"].crio.version == "1.20.9"
+
+
+def test_there_is_a_recipe_for_every_minor_from_1_18_to_1_37() -> None:
+    recipes = {r.name: r for r in load_all(REPO / "recipes")}
+    assert sorted(recipes, key=lambda n: int(n.split(".")[1])) == [f"crio-1.{m}" for m in range(18, 38)]
+    for name, r in recipes.items():
+        assert r.crio.branch == f"release-1.{name.split('.')[1]}"
+        assert "runc" in r.components
+        assert ("crun" in r.components) == (int(name.split(".")[1]) >= 31), name  # the default runtime from 1.31
+    snapshot = recipes["crio-1.37"].crio
+    assert (snapshot.tag, snapshot.version) == (None, "1.37.0-dev")
+
+
+def test_a_recipe_of_the_crun_era_must_pin_crun(tmp_path: Path) -> None:
+    text = (REPO / "recipes" / "crio-1.36.toml").read_text()
+    path = tmp_path / "crio-1.36.toml"
+    path.write_text(text.split("[components.crun]")[0])
+    with pytest.raises(RecipeError) as info:
+        load_recipe(path)
+    assert f"{path}: missing key 'components.crun'" in str(info.value)
+    assert "CRI-O 1.36.3 names the OCI runtimes crun, runc: pin each" in str(info.value)
+
+
+def test_a_component_may_pin_its_own_go(tmp_path: Path) -> None:
+    r129 = load_recipe(REPO / "recipes" / "crio-1.29.toml")
+    assert r129.go_for("cri-o").version == "1.21.13"
+    assert r129.go_for("runc").version == "1.23.12"  # runc v1.2.3's go.mod asks for go 1.22
+    assert [g.version for g in r129.toolchains()] == ["1.21.13", "1.23.12"]
 
 
 def test_recipes_sort_by_version(tmp_path: Path) -> None:
@@ -88,12 +122,23 @@ def doit(*args: str, env_extra: dict[str, str] | None = None) -> subprocess.Comp
     return subprocess.run([sys.executable, "-m", "doit", *args], cwd=REPO, capture_output=True, text=True, env=env)
 
 
-def test_doit_list_shows_one_build_per_recipe() -> None:
+def test_doit_list_stays_short_with_twenty_recipes_and_lists_every_build_on_request() -> None:
     result = doit("list")
     assert result.returncode == 0, result.stderr
-    lines = result.stdout.splitlines()
-    for name in ("build:crio-1.18", "build:crio-1.20"):
-        assert any(line.split()[0] == name for line in lines if line.strip()), result.stdout
+    steps = [line.split()[0] for line in result.stdout.splitlines() if line.strip()]
+    assert {"build", "compile", "deb", "accept", "check"} <= set(steps) and len(steps) < 20, result.stdout
+    builds = doit("list", "--all", "build")
+    names = [line.split()[0] for line in builds.stdout.splitlines() if line.strip()]
+    assert [f"build:crio-1.{m}" for m in range(18, 38)] == sorted((n for n in names if ":" in n), key=lambda n: int(n.split(".")[1]))
+
+
+def test_plain_doit_prints_a_table_of_the_recipes() -> None:
+    result = doit()
+    assert result.returncode == 0, result.stderr
+    rows = [line for line in result.stdout.splitlines() if "doit build:crio-1." in line]
+    assert len(rows) == 20
+    newest = next(row for row in rows if "crio-1.36 " in row)
+    assert "1.36.3" in newest and "crun 1.26" in newest and "runc 1.4.3" in newest
 
 
 def test_doit_list_shows_a_bad_recipe_error_without_traceback(tmp_path: Path) -> None:

@@ -21,12 +21,13 @@ import pytest
 from builders import tarball
 from builders.arch import host_arch
 from builders.errors import PackageError
-from builders.recipe import COMPONENTS, load_recipe
+from builders.recipe import load_recipe
 from builders.settings import load_settings
 
 EPOCH = 1590969600 + 86400
-COMMITS = {"cri-o": "1" * 40, "conmon": "2" * 40, "cni-plugins": "3" * 40, "cri-tools": "4" * 40}
-VERSIONS = {"cri-o": "1.18.1", "conmon": "2.0.19", "cni-plugins": "0.8.5", "cri-tools": "1.18.0"}
+COMMITS = {"cri-o": "1" * 40, "conmon": "2" * 40, "cni-plugins": "3" * 40, "cri-tools": "4" * 40, "runc": "5" * 40}
+VERSIONS = {"cri-o": "1.18.1", "conmon": "2.0.19", "cni-plugins": "0.8.5", "cri-tools": "1.18.0", "runc": "1.0.0-rc10"}
+COMPONENTS = tuple(COMMITS)
 ARCH = host_arch()
 
 CRIO_CONF = """\
@@ -54,6 +55,19 @@ plugin_dirs = [
 ]
 
 [crio.metrics]
+"""
+
+DROP_IN = """\
+[crio.runtime]
+default_runtime = "runc"
+
+[crio.runtime.runtimes.runc]
+runtime_path = "/usr/libexec/crio/runc"
+runtime_root = "/run/runc"
+monitor_path = "/usr/bin/conmon"
+
+[crio.network]
+plugin_dirs = ["/usr/lib/cni", "/opt/cni/bin"]
 """
 
 CRIO_SERVICE = """\
@@ -89,7 +103,8 @@ Type=oneshot
 STAGED = {
     "cri-o": {
         "usr/bin/crio": "elf", "usr/bin/crio-status": "elf", "usr/bin/pinns": "elf",
-        "etc/crio/crio.conf": CRIO_CONF, "etc/crictl.yaml": "runtime-endpoint: unix:///var/run/crio/crio.sock\n",
+        "etc/crio/crio.conf": CRIO_CONF, "etc/crio/crio.conf.d/10-crio.conf": DROP_IN,
+        "etc/crictl.yaml": "runtime-endpoint: unix:///var/run/crio/crio.sock\n",
         "etc/cni/net.d/10-crio-bridge.conf": '{"cniVersion": "0.3.1", "name": "crio-bridge", "type": "bridge"}\n',
         "etc/cni/net.d/99-loopback.conf": '{"cniVersion": "0.3.1", "type": "loopback"}\n',
         "usr/lib/systemd/system/crio.service": CRIO_SERVICE,
@@ -102,6 +117,7 @@ STAGED = {
     "conmon": {"usr/bin/conmon": "elf"},
     "cni-plugins": {"usr/lib/cni/bridge": "elf", "usr/lib/cni/loopback": "elf", "usr/lib/cni/host-local": "elf"},
     "cri-tools": {"usr/bin/crictl": "elf"},
+    "runc": {"usr/libexec/crio/runc": "elf", "usr/share/man/man8/cri-o-runc.8": ".TH RUNC 8\n"},
 }  # fmt: skip
 
 RECIPE = f"""\
@@ -223,6 +239,7 @@ def test_layout_follows_upstreams_bundle(world) -> None:
         "bin/conmon", "bin/crictl", "bin/crio", "bin/crio-status", "bin/pinns",
         "cni-plugins/bridge", "cni-plugins/host-local", "cni-plugins/loopback",
         "etc/cni/net.d/10-crio-bridge.conf", "etc/cni/net.d/99-loopback.conf", "etc/crictl.yaml", "etc/crio/crio.conf",
+        "etc/crio/crio.conf.d/10-crio.conf", "libexec/crio/runc", "share/man/man8/cri-o-runc.8",
         "etc/containers/policy.json", "etc/containers/registries.conf",
         "share/bash-completion/completions/crio", "share/man/man5/crio.conf.5", "share/man/man8/crio.8",
         "share/oci-umount/oci-umount.d/crio-umount.conf",
@@ -278,20 +295,18 @@ def test_rewrite_crio_conf_touches_only_the_paths() -> None:
 
 def test_rewrite_crio_conf_moves_a_named_pinns_and_takes_other_directories() -> None:
     conf = CRIO_CONF.replace('pinns_path = ""', 'pinns_path = "/usr/bin/pinns"')
-    out = tarball.rewrite_crio_conf(conf, bindir="/opt/crio/bin", cnidir="/usr/lib/cni")
+    out = tarball.rewrite_crio_conf(conf, prefix="/opt/crio", cnidir="/usr/lib/cni")
     assert 'pinns_path = "/opt/crio/bin/pinns"' in out
     assert 'conmon = "/opt/crio/bin/conmon"' in out
     assert 'plugin_dirs = [\n\t"/usr/lib/cni",\n]' in out
 
 
-@pytest.mark.parametrize("conf, what", [
-    (CRIO_CONF.replace('conmon = "/usr/bin/conmon"\n', ""), "0 `conmon"),
-    (CRIO_CONF + 'conmon = "/usr/bin/conmon"\n', "2 `conmon"),
-    (CRIO_CONF.replace("plugin_dirs = [", "plugin_dir = ["), "0 `plugin_dirs"),
-])  # fmt: skip
-def test_rewrite_crio_conf_refuses_a_conf_it_does_not_understand(conf: str, what: str) -> None:
-    with pytest.raises(PackageError, match=what):
-        tarball.rewrite_crio_conf(conf)
+def test_rewrite_crio_conf_moves_the_runtimes_and_the_monitor_of_a_drop_in() -> None:
+    out = tarball.rewrite_crio_conf(DROP_IN)
+    assert 'runtime_path = "/usr/local/libexec/crio/runc"' in out
+    assert 'monitor_path = "/usr/local/bin/conmon"' in out
+    assert 'runtime_root = "/run/runc"' in out and 'default_runtime = "runc"' in out
+    assert 'plugin_dirs = [\n\t"/opt/cni/bin",\n]' in out
 
 
 def test_rewrite_unit_moves_only_our_binaries() -> None:
@@ -308,7 +323,7 @@ def test_needed_libraries_reads_the_dynamic_section() -> None:
 
 def test_readme_and_install_name_the_shared_libraries(world) -> None:
     path = built(world)
-    assert "linked\nagainst these shared libraries of the target: libc.so.6 (Debian packages: libc6)" in member_text(path, "README.md")
+    assert "The binaries are linked against these\nshared libraries of the target: libc.so.6 (Debian packages: libc6)" in member_text(path, "README.md")
     assert 'LIBRARIES="libc.so.6"' in member_text(path, "install")
 
 
@@ -317,8 +332,8 @@ def test_readme_and_install_name_the_shared_libraries(world) -> None:
 
 def test_a_file_outside_the_known_sections_is_refused(world) -> None:
     recipe, settings = world
-    stage(settings.artifacts / "crio-1.18" / "staging", "conmon", {"usr/bin/conmon": "elf", "usr/libexec/crio/conmon": "elf"})
-    with pytest.raises(PackageError, match="usr/libexec/crio/conmon has no place in the tarball"):
+    stage(settings.artifacts / "crio-1.18" / "staging", "conmon", {"usr/bin/conmon": "elf", "opt/conmon/conmon": "elf"})
+    with pytest.raises(PackageError, match="opt/conmon/conmon has no place in the tarball"):
         tarball.make_tarball(recipe, settings)
 
 
@@ -366,7 +381,7 @@ def test_manifest_says_what_went_in(world) -> None:
         assert manifest["components"][c]["commit"] == COMMITS[c]
         assert manifest["components"][c]["tag"] == f"v{VERSIONS[c]}"
         assert manifest["components"][c]["repo"] == f"https://example.invalid/{c}"
-    assert manifest["go"] == {"version": "1.14.15", "arch": str(ARCH), "tarball": f"go1.14.15.linux-{ARCH}.tar.gz", "sha256": "a" * 64}
+    assert manifest["go"] == [{"version": "1.14.15", "arch": str(ARCH), "tarball": f"go1.14.15.linux-{ARCH}.tar.gz", "sha256": "a" * 64, "components": list(COMPONENTS)}]
     assert manifest["builder_image"]["name"] == "criobuild/builder:test"
     assert manifest["builder_image"]["id"].startswith("sha256:")
     assert manifest["base_image"]["name"] == f"criobuild/base:debian-bookworm-{ARCH}"
@@ -509,7 +524,10 @@ def test_install_with_another_prefix_and_cnidir_rewrites_the_paths(world, tmp_pa
     assert (root / "usr/lib/systemd/system/crio-shutdown.service").read_text() == SHUTDOWN_SERVICE
     assert "ExecStart=/usr/bin/crio \\" in (root / "usr/lib/systemd/system/crio-wipe.service").read_text()
     conf = (root / "etc/crio/crio.conf").read_text()
-    assert conf == tarball.rewrite_crio_conf(CRIO_CONF, bindir="/usr/bin", cnidir="/usr/lib/cni")
+    assert conf == tarball.rewrite_crio_conf(CRIO_CONF, prefix="/usr", cnidir="/usr/lib/cni")
+    drop_in = (root / "etc/crio/crio.conf.d/10-crio.conf").read_text()
+    assert drop_in == tarball.rewrite_crio_conf(DROP_IN, prefix="/usr", cnidir="/usr/lib/cni")
+    assert (root / "usr/libexec/crio/runc").exists()
     assert (root / "usr/lib/cni/bridge").exists() and (root / "usr/bin/crictl").exists()
     assert (root / "usr/share/cri-o/installed-files").exists()
     result = install(bundle, "--uninstall", "PREFIX=/usr", f"DESTDIR={root}")

@@ -5,12 +5,13 @@ from dataclasses import replace
 from pathlib import Path
 
 from builders.arch import Arch
-from builders.recipe import COMPONENTS, load_recipe
+from builders.recipe import load_recipe
 from builders.settings import load_settings
 from builders.tasks import build_task, compile_task
 
 REPO = Path(__file__).resolve().parents[2]
 RECIPE = load_recipe(REPO / "recipes" / "crio-1.18.toml")
+COMPONENTS = tuple(RECIPE.components)
 
 
 def settings(tmp_path: Path, mode: str = "qemu"):
@@ -42,6 +43,16 @@ def test_the_other_architectures_go_checksum_rebuilds_nothing() -> None:
     other = replace(RECIPE, go=replace(RECIPE.go, sha256=RECIPE.go.sha256 | {Arch.amd64: "b" * 64}))
     assert all(other.fingerprint(c, Arch.arm64) == RECIPE.fingerprint(c, Arch.arm64) for c in COMPONENTS)
     assert all(other.fingerprint(c, Arch.amd64) != RECIPE.fingerprint(c, Arch.amd64) for c in COMPONENTS)
+
+
+def test_a_components_own_go_rebuilds_only_that_component() -> None:
+    r129 = load_recipe(REPO / "recipes" / "crio-1.29.toml")
+    runc = r129.components["runc"]
+    repinned = replace(r129, components=r129.components | {"runc": replace(runc, go=replace(runc.go, sha256=runc.go.sha256 | {Arch.arm64: "c" * 64}))})
+    for component in r129.components:
+        changed = repinned.fingerprint(component, Arch.arm64) != r129.fingerprint(component, Arch.arm64)
+        assert changed == (component == "runc"), component
+    assert "go1.23.12.linux-arm64" in str(compile_task(r129, "runc", load_settings({"CRIOBUILD_MODE": "qemu"}))["file_dep"][1])
 
 
 def test_crio_conf_settings_rebuild_cri_o_only() -> None:
