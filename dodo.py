@@ -3,12 +3,13 @@ import sys
 
 from builders import tasks
 from builders.errors import BuildError
-from builders.recipe import load_all
+from builders.recipe import for_every_target, load_all
 from builders.settings import load_settings
 
 try:
     SETTINGS = load_settings()
-    RECIPES = load_all(SETTINGS.recipes)
+    RECIPE_FILES = load_all(SETTINGS.recipes)  # each for its own target: crio-1.36 is Debian trixie arm64
+    RECIPES = [r for recipe in RECIPE_FILES for r in for_every_target(recipe)]  # and crio-1.36@bookworm-armhf …
 except BuildError as error:
     sys.exit(f"error: {error}")
 
@@ -17,7 +18,7 @@ DOIT_CONFIG = {"default_tasks": ["about"], "verbosity": 2, "reporter": tasks.Std
 
 def task_about():
     """Say what this tool builds and how (the default task: never a build)."""
-    return tasks.about(RECIPES, SETTINGS)
+    return tasks.about(RECIPE_FILES, SETTINGS)
 
 
 def task_go():
@@ -47,7 +48,7 @@ def task_pin():
     """Move a recipe to the newest cri-o patch tag (rewrites the recipe; review the diff)."""
     from builders import sources
 
-    for recipe in RECIPES:
+    for recipe in RECIPE_FILES:
         yield sources.pin_task(recipe, SETTINGS)
 
 
@@ -102,7 +103,7 @@ def task_check():
     yield {
         "name": "kernel",
         "doc": "can this kernel run CRI-O? (hugetlb first; exit 0 ready, 1 missing, 2 unreadable)",
-        "actions": [(kernel_report.check_kernel_task, [], {"recipes": RECIPES})],
+        "actions": [(kernel_report.check_kernel_task, [], {"recipes": RECIPE_FILES})],
         "params": [
             {"name": "config", "long": "config", "default": "", "help": "kernel config from the target (plain or .gz); default: this machine"},
             {"name": "crio_version", "long": "crio-version", "default": "", "help": "CRI-O release or recipe name; default: newest recipe"},

@@ -21,18 +21,12 @@ from typing import Any
 
 from doit.tools import config_changed
 
+from . import elf
 from .components import upstream
 from .errors import PackageError
+from .targets import release
 from .recipe import Recipe
 from .settings import Settings
-
-# The distribution goes after "~" so a rebuild for a newer release sorts higher (deb12 < deb13) and
-# any official Debian package of the same upstream version sorts above ours.
-DISTRO_TAGS = {
-    "bullseye": "deb11", "bookworm": "deb12", "trixie": "deb13",
-    "focal": "ubuntu20.04", "jammy": "ubuntu22.04", "noble": "ubuntu24.04",
-}  # fmt: skip
-
 
 def upstream_version(recipe: Recipe, component: str) -> str:
     """1.18.0-rc1 -> 1.18.0~rc1 (below 1.18.0); a branch pin without a tag -> <version>+git.<commit>."""
@@ -44,8 +38,10 @@ def upstream_version(recipe: Recipe, component: str) -> str:
 
 
 def deb_version(recipe: Recipe, component: str) -> str:
-    distro = DISTRO_TAGS.get(recipe.target.suite, recipe.target.suite)
-    return f"{upstream_version(recipe, component)}-{recipe.revision}~{distro}"
+    """The release's tag goes after "~", so a rebuild for a newer release sorts higher (deb12 < deb13) and
+    any official Debian package of the same upstream version sorts above ours."""
+    tag = release(recipe.target.distro, recipe.target.suite).tag
+    return f"{upstream_version(recipe, component)}-{recipe.revision}~{tag}"
 
 
 def deb_path(recipe: Recipe, component: str, settings: Settings) -> Path:
@@ -54,11 +50,6 @@ def deb_path(recipe: Recipe, component: str, settings: Settings) -> Path:
 
 
 # --------------------------------------------------------------------------- what goes in each package
-
-# bookworm's debhelper (13.11) handles units only in /lib/systemd/system (checked), so they move there;
-# suites after the /usr merge keep upstream's /usr/lib/systemd/system (not yet checked: no such recipe).
-UNITS_IN_USR = {"trixie", "forky", "sid"}
-
 
 def package_name(component: str) -> str:
     return upstream(component).package.name
@@ -172,20 +163,19 @@ class ElfFacts:
     go: bool  # made by the Go linker
 
 
-PT_INTERP, PT_GNU_RELRO, ET_EXEC = 3, 0x6474E552, 2
+ET_EXEC = 2
 GO_BUILDINFO = b"\xff Go buildinf:"
 
 
 def elf_facts(path: Path) -> ElfFacts | None:
-    """The few facts lintian's static and hardening checks look at, from a 64-bit little-endian ELF."""
-    data = path.read_bytes()
-    if data[:4] != b"\x7fELF" or data[4] != 2 or data[5] != 1:
+    """The few facts lintian's static and hardening checks look at."""
+    found = elf.read_elf(path.read_bytes())
+    if found is None:
         return None
-    phoff, phentsize, phnum = int.from_bytes(data[0x20:0x28], "little"), int.from_bytes(data[0x36:0x38], "little"), int.from_bytes(data[0x38:0x3A], "little")
-    types = {int.from_bytes(data[phoff + i * phentsize : phoff + i * phentsize + 4], "little") for i in range(phnum)}
+    types = {kind for kind, *_ in found.segments()}
     return ElfFacts(
-        interpreter=PT_INTERP in types, relro=PT_GNU_RELRO in types,
-        position_dependent=int.from_bytes(data[16:18], "little") == ET_EXEC, go=GO_BUILDINFO in data,
+        interpreter=elf.PT_INTERP in types, relro=elf.PT_GNU_RELRO in types,
+        position_dependent=found.e_type == ET_EXEC, go=GO_BUILDINFO in found.data,
     )  # fmt: skip
 
 
@@ -257,7 +247,7 @@ def write_build_tree(tree: Path, recipe: Recipe, component: str, staging: Path, 
     root = tree / "root"
     shutil.copytree(staging, root, symlinks=True)
     upstream(component).prepare_package(root, recipe)
-    move_units(root, recipe.target.suite)
+    move_units(root, release(recipe.target.distro, recipe.target.suite).units_in_usr)
     files = {
         "control": control_text(recipe, component),
         "changelog": changelog_text(recipe, component, epoch, go),
@@ -273,10 +263,10 @@ def write_build_tree(tree: Path, recipe: Recipe, component: str, staging: Path, 
     (debian / "rules").chmod(0o755)
 
 
-def move_units(root: Path, suite: str) -> None:
+def move_units(root: Path, units_in_usr: bool) -> None:
     """Upstream installs units to /usr/lib/systemd/system; older debhelper only handles /lib/systemd/system."""
     usr_units = root / "usr/lib/systemd/system"
-    if suite in UNITS_IN_USR or not usr_units.is_dir():
+    if units_in_usr or not usr_units.is_dir():
         return
     (root / "lib/systemd").mkdir(parents=True, exist_ok=True)
     usr_units.rename(root / "lib/systemd/system")

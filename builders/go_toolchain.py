@@ -37,7 +37,7 @@ from .tasks import as_action
 
 OFFICIAL_DOWNLOADS = "https://go.dev/dl"
 MARKER = ".criobuild-complete"
-ELF_MACHINES = {Arch.arm64: 0xB7, Arch.amd64: 0x3E}  # e_machine: EM_AARCH64, EM_X86_64
+ELF_MACHINES = {Arch.arm64: 0xB7, Arch.armhf: 0x28, Arch.amd64: 0x3E}  # e_machine: EM_AARCH64, EM_ARM, EM_X86_64
 
 
 class UnsafeArchiveError(BuildError):
@@ -51,7 +51,7 @@ def go_url(go: GoToolchain, arch: Arch, mirror: str | None) -> str:
 
 def toolchain_dir(go: GoToolchain, arch: Arch, settings: Settings) -> Path:
     """The cache directory of one toolchain; its go/ subdirectory is GOROOT."""
-    return settings.toolchains / f"go{go.version}.linux-{arch.to_go()}"
+    return settings.toolchains / f"go{go.version}.linux-{arch.go_tarball()}"
 
 
 def goroot(go: GoToolchain, arch: Arch, settings: Settings) -> Path:

@@ -20,7 +20,7 @@ class BuildMode:
     target_arch: Arch
 
     def env(self) -> dict[str, str]:
-        return {}
+        return self.target_arch.go_env()  # GOARM=7 for armhf whichever Go builds it
 
     def shims(self) -> dict[str, str]:
         """Small commands put first on PATH in the build container: name -> shell script."""
@@ -76,8 +76,7 @@ class Cross(BuildMode):
 
     def env(self) -> dict[str, str]:
         triplet = self.target_arch.to_gnu_triplet()
-        return {
-            "GOARCH": self.target_arch.to_go(),
+        return super().env() | {
             "CRIOBUILD_HOST": triplet,  # autotools' --host (crun's configure)
             "CC": f"{triplet}-gcc",
             "PKG_CONFIG_LIBDIR": f"/usr/lib/{triplet}/pkgconfig:/usr/share/pkgconfig",
@@ -106,14 +105,14 @@ def is_library(package: str) -> bool:
 
 
 def check_binfmt(arch: Arch, root: Path = BINFMT) -> None:
-    entry = root / f"qemu-{arch.to_uname()}"
+    entry = root / arch.qemu()
     if not entry.exists():
         raise ContainerError(
-            f"cannot run {arch} containers on this {host_arch()} host because qemu-{arch.to_uname()} is not registered in binfmt_misc ({entry} is missing)",
+            f"cannot run {arch} containers on this {host_arch()} host because {arch.qemu()} is not registered in binfmt_misc ({entry} is missing)",
             hint="sudo apt-get install qemu-user-static binfmt-support (mount binfmt_misc on /proc/sys/fs/binfmt_misc first if it is not mounted)",
         )
     if not entry.read_text().startswith("enabled"):
-        raise ContainerError(f"qemu-{arch.to_uname()} is registered but disabled in {entry}", hint=f"sudo update-binfmts --enable qemu-{arch.to_uname()}")
+        raise ContainerError(f"{arch.qemu()} is registered but disabled in {entry}", hint=f"sudo update-binfmts --enable {arch.qemu()}")
 
 
 def check_disk(settings: Settings) -> None:

@@ -25,7 +25,7 @@ SCHEMA: dict[str, tuple[type, bool]] = {
     "go": (dict, True),
     "go.version": (str, True),
     "go.sha256": (dict, True),
-    "target": (dict, True),
+    "target": (dict, False),  # the recipe's default target; without it Debian trixie arm64 (builders/targets/)
     "target.distro": (str, True),
     "target.suite": (str, True),
     "target.arch": (str, True),
@@ -49,7 +49,6 @@ SCHEMA: dict[str, tuple[type, bool]] = {
     "components.*.go.version": (str, True),
     "components.*.go.sha256": (dict, True),
 }
-DEFAULT_MIRRORS = {"debian": "http://deb.debian.org/debian", "ubuntu": "http://ports.ubuntu.com/ubuntu-ports"}
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -58,7 +57,7 @@ class GoToolchain:
     sha256: dict[Arch, str]
 
     def tarball(self, arch: Arch) -> str:
-        return f"go{self.version}.linux-{arch.to_go()}.tar.gz"
+        return f"go{self.version}.linux-{arch.go_tarball()}.tar.gz"
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -84,6 +83,10 @@ class Target:
     suite: str
     arch: Arch
     mirror: str
+
+    @property
+    def name(self) -> str:
+        return f"{self.suite}-{self.arch}"
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -253,12 +256,12 @@ def build_recipe(path: Path, data: dict[str, Any]) -> Recipe:
         name=path.stem,
         path=path,
         go=build_go(path, data["go"]),
-        target=build_target(path, data["target"]),
+        target=build_target(path, data["target"]) if "target" in data else default_target(),
         cgroup_manager=choice(path, "config.cgroup_manager", data["config"]["cgroup_manager"], CGROUP_MANAGERS),
         pause_image=data["config"]["pause_image"],
         revision=package.get("revision", "1"),
         maintainer=package.get("maintainer", DEFAULT_MAINTAINER),
-        build_packages=tuple(data["target"].get("packages", ())),
+        build_packages=tuple(data.get("target", {}).get("packages", ())),
         components={name: build_component(path, name, data["components"][name]) for name in UPSTREAMS if name in data["components"]},
     )
     for u in UPSTREAMS.values():
@@ -274,14 +277,32 @@ def build_go(path: Path, table: dict[str, Any], key: str = "go") -> GoToolchain:
 
 
 def build_target(path: Path, table: dict[str, Any]) -> Target:
+    from .targets import FAMILIES, suites
+
     arch = table["arch"]
     if arch not in Arch.__members__:
         raise RecipeError(
             f"{path}: unknown architecture 'target.arch' = {arch!r}",
             hint=f"use one of: {', '.join(Arch.__members__)}" + suggestion(arch, list(Arch.__members__)),
         )
-    distro = choice(path, "target.distro", table["distro"], tuple(DEFAULT_MIRRORS))
-    return Target(distro=distro, suite=table["suite"], arch=Arch(arch), mirror=table.get("mirror", DEFAULT_MIRRORS[distro]))
+    distro = choice(path, "target.distro", table["distro"], tuple(FAMILIES))
+    suite = choice(path, "target.suite", table["suite"], tuple(suites(distro)))
+    return Target(distro=distro, suite=suite, arch=Arch(arch), mirror=table.get("mirror", FAMILIES[distro].MIRROR))
+
+
+def default_target() -> Target:
+    from .targets import FAMILIES, TARGETS
+
+    distro, suite, arch = TARGETS[0]
+    return Target(distro=distro, suite=suite, arch=arch, mirror=FAMILIES[distro].MIRROR)
+
+
+def for_every_target(recipe: Recipe) -> list[Recipe]:
+    """The recipe for its own target (named as the recipe) and for every other (crio-1.36@bookworm-armhf)."""
+    from .targets import FAMILIES, TARGETS
+
+    others = [Target(distro=d, suite=s, arch=a, mirror=FAMILIES[d].MIRROR) for d, s, a in TARGETS]
+    return [recipe] + [replace(recipe, name=f"{recipe.name}@{t.name}", target=t) for t in others if t.name != recipe.target.name]
 
 
 def build_component(path: Path, name: str, table: dict[str, Any]) -> Component:

@@ -121,10 +121,10 @@ def staged_members(tree: Path, component: str, arch: Any) -> list[Member]:
             members.append(Member(target, 0o777, link=link))
             continue
         if target.startswith(EXECUTABLE_SECTIONS):
-            machine = elf.elf_machine(path)
-            if machine != elf.E_MACHINE[arch]:
+            wrong = elf.built_for(path, arch) if elf.elf_machine(path) is not None else "it is not an ELF file"
+            if wrong:
                 raise PackageError(
-                    f"cannot package {component} because {rel} is not an {arch.to_uname()} ELF (machine {machine})",
+                    f"cannot package {component} because {rel} is not an {arch} ELF: {wrong}",
                     hint="the staging tree is stale or was built for another architecture; rebuild it",
                 )
         mode = 0o755 if path.stat().st_mode & 0o111 else 0o644
@@ -168,41 +168,15 @@ def fill(template: str, values: dict[str, str]) -> str:
 LIBRARY_PACKAGES = {
     "libc.so.6": "libc6", "libpthread.so.0": "libc6", "libdl.so.2": "libc6", "libm.so.6": "libc6",
     "librt.so.1": "libc6", "libresolv.so.2": "libc6", "ld-linux-aarch64.so.1": "libc6", "ld-linux-x86-64.so.2": "libc6",
+    "ld-linux-armhf.so.3": "libc6",
     "libglib-2.0.so.0": "libglib2.0-0", "libseccomp.so.2": "libseccomp2", "libsystemd.so.0": "libsystemd0",
     "libgpgme.so.11": "libgpgme11", "libassuan.so.0": "libassuan0", "libgpg-error.so.0": "libgpg-error0",
     "libselinux.so.1": "libselinux1", "libdevmapper.so.1.02.1": "libdevmapper1.02.1", "libbtrfs.so.0": "libbtrfs0",
 }  # fmt: skip
-PT_LOAD, PT_DYNAMIC, DT_NEEDED, DT_STRTAB = 1, 2, 1, 5
-
-
 def needed_libraries(data: bytes) -> list[str]:
-    """The DT_NEEDED sonames of a 64-bit little-endian ELF (empty for a static one)."""
-    if data[:4] != elf.ELF_MAGIC or data[4] != 2 or data[5] != 1:
-        return []
-    phoff = int.from_bytes(data[0x20:0x28], "little")
-    phentsize, phnum = int.from_bytes(data[0x36:0x38], "little"), int.from_bytes(data[0x38:0x3A], "little")
-    loads, dynamic = [], None
-    for i in range(phnum):
-        ph = data[phoff + i * phentsize : phoff + (i + 1) * phentsize]
-        p_type = int.from_bytes(ph[0:4], "little")
-        offset, vaddr, filesz = (int.from_bytes(ph[a : a + 8], "little") for a in (8, 16, 32))
-        if p_type == PT_LOAD:
-            loads.append((vaddr, filesz, offset))
-        elif p_type == PT_DYNAMIC:
-            dynamic = (offset, filesz)
-    if dynamic is None:
-        return []
-    entries = []
-    for at in range(dynamic[0], dynamic[0] + dynamic[1], 16):
-        tag, value = int.from_bytes(data[at : at + 8], "little", signed=True), int.from_bytes(data[at + 8 : at + 16], "little")
-        if tag == 0:
-            break
-        entries.append((tag, value))
-    strtab = next((v for t, v in entries if t == DT_STRTAB), None)
-    base = next((off + strtab - vaddr for vaddr, size, off in loads if strtab is not None and vaddr <= strtab < vaddr + size), None)
-    if base is None:
-        return []
-    return [data[base + v : data.index(b"\0", base + v)].decode() for t, v in entries if t == DT_NEEDED]
+    """The DT_NEEDED sonames of an ELF file (empty for a static one, or for anything else)."""
+    found = elf.read_elf(data)
+    return found.needed() if found else []
 
 
 def runtime_libraries(members: list[Member]) -> dict[str, list[str]]:

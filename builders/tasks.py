@@ -59,8 +59,17 @@ def show_recipes(recipes: list[Recipe], settings: Settings) -> None:
         table.add_row(f"doit build:{r.name}", r.crio.version, f"{r.target.distro} {r.target.suite} {r.target.arch}", ", ".join(runtimes), ", ".join(others))
     console = Console(width=max(Console().width, 150))
     console.print(table)
-    console.print("Also: `doit accept:<recipe>` (install and run the .debs), `doit repo`, `doit check:kernel`.\n"
+    from .recipe import for_every_target
+
+    others = ", ".join(r.target.name for r in for_every_target(recipes[0])[1:]) if recipes else ""
+    console.print(f"Each recipe also builds for {others}: `doit build:<recipe>@<target>`, e.g. `doit build:{newest_release(recipes)}@bookworm-armhf`.\n"
+                  "Also: `doit accept:<recipe>` (install and run the .debs), `doit repo`, `doit check:kernel`.\n"
                   "`doit list` shows the steps; `doit list --all build` (or compile, deb …) every recipe's tasks of one step.")
+
+
+def newest_release(recipes: list[Recipe]) -> str:
+    """The newest recipe pinned to a release tag (crio-1.36 while crio-1.37 follows its branch)."""
+    return next((r.name for r in reversed(recipes) if r.crio.tag), "crio-1.36")
 
 
 def compile_task(recipe: Recipe, component: str, settings: Settings) -> dict[str, Any]:

@@ -26,11 +26,14 @@ from builders.container import Container
 from builders.components import UPSTREAMS
 from builders.deb import deb_path, deb_version, package_name
 from builders.errors import PackageError
-from builders.recipe import Recipe, load_recipe
+from builders.arch import Arch
+from builders.recipe import Recipe, Target, load_recipe
 from builders.settings import load_settings
 from tests.fixtures.pipeline import REPO
 
-RECIPE = load_recipe(REPO / "recipes" / "crio-1.18.toml")
+# The shipped recipes build for Debian trixie by default; these tests serve a bookworm container.
+BOOKWORM = Target(distro="debian", suite="bookworm", arch=Arch.arm64, mirror="http://deb.debian.org/debian")
+RECIPE = replace(load_recipe(REPO / "recipes" / "crio-1.18.toml"), target=BOOKWORM)
 SUITE = RECIPE.target.suite
 COMPONENT = RECIPE.name  # the recipe's component in the repository
 # What each fake package installs and prints, and what it depends on.
@@ -120,7 +123,7 @@ def patch_release(name: str, crio: str) -> Recipe:
     """recipes/<name>.toml with cri-o pinned at the patch release `crio` of that minor (the other pins as they are)."""
     recipe = load_recipe(REPO / "recipes" / f"{name}.toml")
     pin = replace(recipe.crio, version=crio, tag=f"v{crio}")
-    return replace(recipe, components={**recipe.components, "cri-o": pin})
+    return replace(recipe, target=BOOKWORM, components={**recipe.components, "cri-o": pin})
 
 
 def build_fakes(recipe: Recipe, settings, trees: Path, *, debian_depends: bool = True) -> list[Path]:
@@ -272,7 +275,7 @@ def test_the_readme_shows_what_doit_repo_prints() -> None:
     section = readme[readme.index("## Install from the apt repository"):]
     section = section[: section.index("\n## ", 1)]
     blocks = [b.strip("\n").splitlines() for b in re.findall(r"```sh\n(.*?)```", section, re.S)]
-    assert blocks[0] == apt_repo.pi_owner_lines("https://<owner>.github.io/<repo>", "bookworm", "crio-1.36")
+    assert blocks[0] == apt_repo.pi_owner_lines("https://<owner>.github.io/<repo>", "trixie", "crio-1.36")
     assert blocks[1] == [apt_repo.pin_line()]
     assert set(apt_repo.PINNED) == {package_name(c) for c in UPSTREAMS}
 

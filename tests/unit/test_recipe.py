@@ -43,9 +43,11 @@ BAD_RECIPES = [
     ("upper-case sha256", edit("4d964166a189c22032521c63935437c304bb7f01673b196898cff525897a1c27", "4D964166A189C22032521C63935437C304BB7F01673B196898CFF525897A1C27"),
      "key 'go.sha256.arm64' is not a sha256", "64 lower-case hex"),
     ("unknown architecture in sha256", edit("arm64 = \"4d96", "aarch64 = \"4d96"),
-     "unknown architecture 'go.sha256.aarch64'", "use one of: arm64, amd64"),
-    ("unknown target architecture", edit('arch = "arm64"', 'arch = "armhf"'),
-     "unknown architecture 'target.arch' = 'armhf'", "use one of: arm64, amd64"),
+     "unknown architecture 'go.sha256.aarch64'", "use one of: arm64, armhf, amd64"),
+    ("unknown target architecture", GOOD + '\n[target]\ndistro = "debian"\nsuite = "trixie"\narch = "armel"\n',
+     "unknown architecture 'target.arch' = 'armel'", "use one of: arm64, armhf, amd64"),
+    ("a release no target module knows", GOOD + '\n[target]\ndistro = "debian"\nsuite = "buster"\narch = "arm64"\n',
+     "key 'target.suite' = 'buster' is not allowed", "use one of: bullseye, bookworm, trixie"),
     ("go version that does not parse", edit('version = "1.14.15"', 'version = "go1.14.15"'),
      "key 'go.version' = 'go1.14.15' is not a Go version", 'write it like "1.14.15"'),
     ("wrong type", edit("schema = 1", 'schema = "1"'), "key 'schema' must be a int, not str", "TOML integer"),
@@ -76,7 +78,7 @@ def test_shipped_recipes_load_with_their_pins() -> None:
     assert r118.crio.commit == "55664592f4d928197b59336edb7a83ffb30ff6fe"
     assert r118.go.version == "1.14.15"
     assert r118.go.tarball(Arch.arm64) == "go1.14.15.linux-arm64.tar.gz"
-    assert r118.target.arch is Arch.arm64
+    assert (r118.target.distro, r118.target.suite, r118.target.arch) == ("debian", "trixie", Arch.arm64)  # today's Raspberry Pi OS
     assert [c.version for c in r118.components.values()] == ["1.18.6", "2.0.19", "0.8.5", "1.18.0", "1.0.0-rc10"]
     assert recipes["crio-1.20"].crio.version == "1.20.9"
 
@@ -129,14 +131,18 @@ def test_doit_list_stays_short_with_twenty_recipes_and_lists_every_build_on_requ
     assert {"build", "compile", "deb", "accept", "check"} <= set(steps) and len(steps) < 20, result.stdout
     builds = doit("list", "--all", "build")
     names = [line.split()[0] for line in builds.stdout.splitlines() if line.strip()]
-    assert [f"build:crio-1.{m}" for m in range(18, 38)] == sorted((n for n in names if ":" in n), key=lambda n: int(n.split(".")[1]))
+    assert [f"build:crio-1.{m}" for m in range(18, 38)] == sorted((n for n in names if ":" in n and "@" not in n), key=lambda n: int(n.split(".")[1]))
+    # every recipe for every other target, named <recipe>@<release>-<arch>
+    assert {"build:crio-1.36@trixie-armhf", "build:crio-1.36@bookworm-arm64", "build:crio-1.36@bullseye-armhf", "build:crio-1.36@noble-arm64"} <= set(names)
+    assert len(names) == 1 + 20 * 10
 
 
 def test_plain_doit_prints_a_table_of_the_recipes() -> None:
     result = doit()
     assert result.returncode == 0, result.stderr
-    rows = [line for line in result.stdout.splitlines() if "doit build:crio-1." in line]
-    assert len(rows) == 20
+    rows = [line for line in result.stdout.splitlines() if "│ doit build:crio-1." in line]
+    assert len(rows) == 20 and all("debian trixie arm64" in row for row in rows)
+    assert "`doit build:crio-1.36@bookworm-armhf`" in result.stdout
     newest = next(row for row in rows if "crio-1.36 " in row)
     assert "1.36.3" in newest and "crun 1.26" in newest and "runc 1.4.3" in newest
 

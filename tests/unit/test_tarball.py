@@ -343,7 +343,7 @@ def test_a_binary_for_another_architecture_is_refused(world) -> None:
     from dataclasses import replace
 
     foreign = replace(recipe, target=replace(recipe.target, arch=other))
-    with pytest.raises(PackageError, match=f"is not an {other.to_uname()} ELF"):
+    with pytest.raises(PackageError, match=f"is not an {other} ELF: its ELF machine is"):
         tarball.tarball_members(foreign, settings)
 
 
