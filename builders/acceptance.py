@@ -11,7 +11,6 @@ from __future__ import annotations
 import re
 import shutil
 import tempfile
-import tomllib
 from pathlib import Path
 from typing import Any
 
@@ -71,7 +70,7 @@ def accept(recipe: Recipe, settings: Settings) -> None:
             for c, pin in recipe.components.items():
                 if upstream(c).version_command:
                     check_version(box, list(upstream(c).version_command), pin.version, what)
-            check_configuration(box, what)
+                upstream(c).check_installed(box, recipe, what)
     print(f"{what}: {', '.join(d.name for d in debs)} install on {recipe.target.distro} {recipe.target.suite} {recipe.target.arch} and run")
 
 
@@ -83,17 +82,3 @@ def check_version(box: Container, argv: list[str], version: str, what: str) -> N
     if result.exit_code != 0 or version not in out:
         why = f"it returned {result.exit_code}" if result.exit_code != 0 else f"its output does not name version {version}"
         raise ContainerError(f"{what}: `{' '.join(argv)}` failed because {why}:\n{out.strip()}", hint="see artifacts/<recipe>/logs/accept.log")
-
-
-def check_configuration(box: Container, what: str) -> None:
-    """What crio makes of crio.conf and the drop-ins names programs these packages installed."""
-    effective = tomllib.loads(box.output(["sh", "-c", "crio config 2>/dev/null"]))["crio"]  # its log lines go to stderr
-    runtime = effective["runtime"]
-    handlers = runtime.get("runtimes", {})
-    paths = [runtime.get("conmon", "")] + [p for h in handlers.values() for p in (h.get("runtime_path", ""), h.get("monitor_path", ""))]
-    missing = [p for p in paths if p and box.container.exec_run(["test", "-x", p]).exit_code != 0]
-    default = runtime.get("default_runtime")
-    if missing or default not in handlers:
-        why = f"it names {', '.join(missing)}, which no package installed" if missing else f"its default runtime {default!r} has no table"
-        raise ContainerError(f"{what}: `crio config` is not what the packages installed because {why}", hint="see artifacts/<recipe>/logs/accept.log")
-    box.say(f"crio config: default runtime {default}, " + ", ".join(f"{n} {h.get('runtime_path')}" for n, h in handlers.items()))

@@ -83,8 +83,10 @@ class Member:
 
 
 def tarball_path(recipe: Recipe, settings: Settings) -> Path:
-    """Named the way upstream names its bundles: cri-o.<arch>.v<version>.tar.gz."""
-    return settings.artifacts / recipe.name / f"cri-o.{recipe.target.arch}.v{recipe.crio.version}.tar.gz"
+    """Named the way upstream names its bundles, cri-o.<arch>.v<version>.tar.gz, for the recipe's own target;
+    for another its release too (cri-o.bookworm.arm64.v1.36.3.tar.gz), so release assets never collide."""
+    arch = f"{recipe.target.suite}.{recipe.target.arch}" if "@" in recipe.name else str(recipe.target.arch)
+    return settings.artifacts / recipe.name / f"cri-o.{arch}.v{recipe.crio.version}.tar.gz"
 
 
 # --------------------------------------------------------------------------- reading the staging trees
@@ -280,7 +282,7 @@ def make_tarball(recipe: Recipe, settings: Settings) -> None:
     members = tarball_members(recipe, settings)
     dest = tarball_path(recipe, settings)
     write_tar(members, dest, source_date_epoch(recipe, settings))
-    drop_other_versions(dest, f"cri-o.{recipe.target.arch}.v*.tar.gz")
+    drop_other_versions(dest, dest.name.split(".v", 1)[0] + ".v*.tar.gz")
     print(f"{dest}: {sum(m.kind != 'dir' for m in members)} files, {dest.stat().st_size} bytes")
 
 

@@ -116,5 +116,9 @@ class Upstream:
         """debian/<package>.<script> texts (postinst …), each with a #DEBHELPER# line."""
         return {}
 
+    def check_installed(self, box: Any, recipe: Recipe, what: str) -> None:
+        """After apt installed the recipe's packages in a clean container (box: builders.container.Container),
+        check what only this upstream knows how to check; raise ContainerError with the reason."""
+
     def check_recipe(self, recipe: Recipe) -> None:
         """Refuse a recipe this upstream cannot be built from (a RecipeError naming the key)."""

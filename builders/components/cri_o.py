@@ -8,11 +8,12 @@ what this very crio prints with that drop-in (`make crio.conf`): every option, d
 """
 from __future__ import annotations
 
+import tomllib
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
-from ..errors import RecipeError
+from ..errors import ContainerError, RecipeError
 from . import conmon
 from .base import CNI_DIR, OUT, Eras, Package, Runtime, Step, Upstream, make, sh
 
@@ -108,6 +109,20 @@ class CriO(Upstream):
     def prepare_package(self, root: Path, recipe: Recipe) -> None:
         add_kernel_check(root)
         keep_alias(root / "usr/lib/systemd/system", "cri-o.service", "crio.service")
+
+    def check_installed(self, box: Any, recipe: Recipe, what: str) -> None:
+        """What crio makes of crio.conf and the drop-ins names programs these packages installed."""
+        effective = tomllib.loads(box.output(["sh", "-c", "crio config 2>/dev/null"]))["crio"]  # its log goes to stderr
+        runtime = effective["runtime"]
+        handlers = runtime.get("runtimes", {})
+        # From 1.24 `crio config` comments out what equals the built-in default: the era's first runtime.
+        default = runtime.get("default_runtime") or ERAS.at(recipe.crio.version).runtimes[0]
+        paths = [runtime.get("conmon", "")] + [p for h in handlers.values() for p in (h.get("runtime_path", ""), h.get("monitor_path", ""))]
+        missing = [p for p in paths if p and box.container.exec_run(["test", "-x", p]).exit_code != 0]
+        if missing or default not in handlers:
+            why = f"it names {', '.join(missing)}, which no package installed" if missing else f"its default runtime {default!r} has no table"
+            raise ContainerError(f"{what}: `crio config` is not what the packages installed because {why}", hint="see artifacts/<recipe>/logs/accept.log")
+        box.say(f"crio config: default runtime {default}, " + ", ".join(f"{n} {h.get('runtime_path')}" for n, h in handlers.items()))
 
     def package_inputs(self) -> list[Path]:
         return [KERNEL_CHECK]

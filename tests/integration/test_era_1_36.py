@@ -1,7 +1,8 @@
-"""The 2026 shape end to end: `doit build:crio-1.36` of fixture upstreams shaped like cri-o 1.36 (crun by
-default, conflists, a Makefile that fetches go-md2man), conmon 2.1, cri-tools' new output path, runc with a
-go.mod and crun with its libocispec submodule; cross-compiled, packaged, and installed with apt in a clean
-arm64 container beside Debian's own runc, crun, podman and docker.io.
+"""The 2026 shape end to end on today's Raspberry Pi OS (Debian trixie arm64, the default target):
+`doit build:crio-1.36` of fixture upstreams shaped like cri-o 1.36 (crun by default, conflists, a Makefile
+that fetches go-md2man), conmon 2.1, cri-tools' new output path, runc with a go.mod and crun with its
+libocispec submodule; cross-compiled, packaged, and installed with apt in a clean trixie arm64 container
+beside Debian's own runc, crun, podman and docker.io.
 """
 from __future__ import annotations
 
@@ -20,12 +21,12 @@ from tests.integration.test_deb import clean_container, members
 pytestmark = [pytest.mark.docker, pytest.mark.emulation, pytest.mark.slow]
 
 DEBS = [
-    "conmon_2.1.13-1~deb12_arm64.deb",
-    "containernetworking-plugins_1.8.0-1~deb12_arm64.deb",
-    "cri-o-crun_1.26-1~deb12_arm64.deb",
-    "cri-o-runc_1.4.3-1~deb12_arm64.deb",
-    "cri-o_1.36.1-1~deb12_arm64.deb",
-    "cri-tools_1.36.0-1~deb12_arm64.deb",
+    "conmon_2.1.13-1~deb13_arm64.deb",
+    "containernetworking-plugins_1.8.0-1~deb13_arm64.deb",
+    "cri-o-crun_1.26-1~deb13_arm64.deb",
+    "cri-o-runc_1.4.3-1~deb13_arm64.deb",
+    "cri-o_1.36.1-1~deb13_arm64.deb",
+    "cri-tools_1.36.0-1~deb13_arm64.deb",
 ]
 
 
@@ -76,9 +77,9 @@ def test_lintian_finds_no_errors_and_every_warning_is_overridden(pipeline_1_36: 
     assert result.returncode == 0, result.stdout + result.stderr
 
 
-def test_our_runtimes_install_beside_debians_and_crio_uses_ours(pipeline_1_36: Pipeline, built_1_36, docker_engine, arm64_base_image) -> None:
+def test_our_runtimes_install_beside_debians_and_crio_uses_ours(pipeline_1_36: Pipeline, built_1_36, docker_engine, trixie_arm64_base_image) -> None:
     debs = {d: pipeline_1_36.artifacts / d for d in DEBS}
-    with clean_container(docker_engine, arm64_base_image) as box:
+    with clean_container(docker_engine, trixie_arm64_base_image) as box:
         box.put(debs, "/debs")
         box.sh("apt-get update -q && apt-get install -y -q --no-install-recommends runc crun podman docker.io && apt-get install -y -q /debs/*.deb")
         owners = box.sh("dpkg -S /usr/sbin/runc /usr/bin/crun /usr/libexec/crio/runc /usr/libexec/crio/crun | sort")
@@ -104,19 +105,19 @@ def test_doit_accept_installs_runs_and_checks_the_configuration(pipeline_1_36: P
     assert "accept crio-1.36: " in result.stdout  # its closing line names the .debs that installed and ran
 
 
-def test_an_upgrade_keeps_the_users_drop_in_and_asks_nothing(pipeline_1_36: Pipeline, built_1_36, docker_engine, arm64_base_image, tmp_path: Path) -> None:
+def test_an_upgrade_keeps_the_users_drop_in_and_asks_nothing(pipeline_1_36: Pipeline, built_1_36, docker_engine, trixie_arm64_base_image, tmp_path: Path) -> None:
     older = {d: pipeline_1_36.artifacts / d for d in DEBS}
     try:
         pipeline_1_36.write_recipe(crio_tag="v1.36.2")
         result = pipeline_1_36.doit("deb:crio-1.36:cri-o")
         assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
-        newer = pipeline_1_36.artifacts / "cri-o_1.36.2-1~deb12_arm64.deb"
+        newer = pipeline_1_36.artifacts / "cri-o_1.36.2-1~deb13_arm64.deb"
         (tmp_path / newer.name).write_bytes(newer.read_bytes())
     finally:
         pipeline_1_36.write_recipe()
         assert pipeline_1_36.doit("build:crio-1.36").returncode == 0  # the session's artifacts as the other tests expect them
     assert "etc/crio/crio.conf.d/10-crio.conf" in " ".join(members(tmp_path / newer.name))
-    with clean_container(docker_engine, arm64_base_image) as box:
+    with clean_container(docker_engine, trixie_arm64_base_image) as box:
         box.put(older, "/debs/1.36.1")
         box.put({newer.name: tmp_path / newer.name}, "/debs/1.36.2")
         box.sh("apt-get update -q && apt-get install -y -q /debs/1.36.1/*.deb")
@@ -124,7 +125,7 @@ def test_an_upgrade_keeps_the_users_drop_in_and_asks_nothing(pipeline_1_36: Pipe
         before = box.sh("cat /etc/crio/crio.conf.d/10-crio.conf")
         out = box.sh("apt-get install -y -q /debs/1.36.2/*.deb </dev/null 2>&1")
         assert "Configuration file" not in out and "conffile" not in out.lower(), out
-        assert box.sh("dpkg-query -W -f '${Version}' cri-o") == "1.36.2-1~deb12"
+        assert box.sh("dpkg-query -W -f '${Version}' cri-o") == "1.36.2-1~deb13"
         after = box.sh("cat /etc/crio/crio.conf.d/10-crio.conf")
         assert after != before and "CRI-O 1.36.2" in after  # the package's drop-in moved on
         assert box.sh("cat /etc/crio/crio.conf.d/20-local.conf") == '[crio.image]\npause_image = "registry.local/pause:mine"\n'

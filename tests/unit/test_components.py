@@ -119,3 +119,46 @@ def test_package_names_never_take_debians_runtime_packages() -> None:
     names = {u.package.name for u in UPSTREAMS.values()}
     assert not names & {"runc", "crun", "podman", "docker.io"}
     assert {u.runtime.path for u in UPSTREAMS.values() if u.runtime} == {"/usr/libexec/crio/runc", "/usr/libexec/crio/crun"}
+
+
+class InstalledBox:
+    """A stand-in for the acceptance container: what `crio config` prints and which paths exist."""
+
+    def __init__(self, config: str, present: set[str]) -> None:
+        self.config, self.present, self.said = config, present, []
+        self.container = self
+
+    def output(self, argv: list[str]) -> str:
+        return self.config
+
+    def exec_run(self, argv: list[str]):
+        return type("Result", (), {"exit_code": 0 if argv[-1] in self.present else 1})()
+
+    def say(self, text: str) -> None:
+        self.said.append(text)
+
+
+REAL_1_36_CONFIG = """[crio.runtime]
+# default_runtime = "crun"
+[crio.runtime.runtimes.crun]
+runtime_path = "/usr/libexec/crio/crun"
+monitor_path = "/usr/bin/conmon"
+[crio.runtime.runtimes.runc]
+runtime_path = "/usr/libexec/crio/runc"
+monitor_path = "/usr/bin/conmon"
+"""
+
+
+def test_acceptance_reads_crio_config_as_crio_prints_it() -> None:
+    # Real crio comments out what equals its built-in default (1.36: default_runtime "crun").
+    box = InstalledBox(REAL_1_36_CONFIG, {"/usr/libexec/crio/crun", "/usr/libexec/crio/runc", "/usr/bin/conmon"})
+    cri_o.UPSTREAM.check_installed(box, recipe(36), "accept crio-1.36")
+    assert box.said == ["crio config: default runtime crun, crun /usr/libexec/crio/crun, runc /usr/libexec/crio/runc"]
+
+
+def test_acceptance_refuses_a_configuration_naming_what_no_package_installed() -> None:
+    from builders.errors import ContainerError
+
+    box = InstalledBox(REAL_1_36_CONFIG, {"/usr/libexec/crio/runc", "/usr/bin/conmon"})
+    with pytest.raises(ContainerError, match="it names /usr/libexec/crio/crun, which no package installed"):
+        cri_o.UPSTREAM.check_installed(box, recipe(36), "accept crio-1.36")

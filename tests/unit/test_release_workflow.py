@@ -17,6 +17,7 @@ import yaml
 REPO = Path(__file__).resolve().parents[2]
 WORKFLOW = REPO / ".github" / "workflows" / "release.yml"
 MATRIX_RECIPE = re.compile(r"\$\{\{\s*matrix\.recipe\s*\}\}")
+MATRIX_TARGET = re.compile(r"\$\{\{\s*matrix\.target\s*\}\}")
 SHELL_OPERATORS = {"&&", "||", ";", "|", "&"}
 
 # The tasks the workflow needs from dodo.py, exactly as the lead is asked to add them there. Until dodo.py has
@@ -61,6 +62,25 @@ def matrix_recipes(tmp_path: Path) -> list[str]:
     return json.loads(lines["recipes"])
 
 
+def matrix_targets(tmp_path: Path) -> list[str]:
+    output = tmp_path / "github-output-targets"
+    output.touch()
+    subprocess.run(["bash", "-e", "-c", recipe_list_step()["run"]], cwd=REPO, env=os.environ | {"GITHUB_OUTPUT": str(output)}, check=True)
+    lines = dict(line.split("=", 1) for line in output.read_text().splitlines())
+    return json.loads(lines["targets"])
+
+
+def test_matrix_is_every_target_the_tool_knows(tmp_path: Path) -> None:
+    from builders.targets import TARGETS
+
+    build = load_workflow()["jobs"]["build"]
+    assert build["strategy"]["matrix"]["target"] == "${{ fromJSON(needs.recipes.outputs.targets) }}"
+    targets = matrix_targets(tmp_path)
+    assert targets[0] == "" and len(targets) == len(TARGETS)  # "": the recipe's own target, trixie arm64
+    assert {"@trixie-armhf", "@bookworm-arm64", "@bullseye-armhf", "@noble-arm64", "@jammy-armhf"} <= set(targets)
+    assert "!contains(matrix.target, 'armhf') && vars.CRIOBUILD_ARM64_RUNNER" in build["runs-on"]  # arm64 natively where a runner is
+
+
 def test_matrix_is_every_recipe_in_the_recipes_directory(tmp_path: Path) -> None:
     build = load_workflow()["jobs"]["build"]
     assert build["needs"] == "recipes"
@@ -70,8 +90,8 @@ def test_matrix_is_every_recipe_in_the_recipes_directory(tmp_path: Path) -> None
     assert sorted(matrix_recipes(tmp_path)) == on_disk
 
 
-def doit_commands(workflow: dict, recipes: list[str]) -> list[list[str]]:
-    """Every `doit ...` the workflow runs, with ${{ matrix.recipe }} expanded over the matrix."""
+def doit_commands(workflow: dict, recipes: list[str], targets: list[str] = ("",)) -> list[list[str]]:
+    """Every `doit ...` the workflow runs, with ${{ matrix.recipe }} and ${{ matrix.target }} expanded over the matrix."""
     commands = []
     for job in workflow["jobs"].values():
         for step in job.get("steps", []):
@@ -79,7 +99,8 @@ def doit_commands(workflow: dict, recipes: list[str]) -> list[list[str]]:
             for line in script.splitlines():
                 if not re.search(r"(^|[\s;&|(])doit\s", line + " "):
                     continue
-                expanded = [MATRIX_RECIPE.sub(r, line) for r in recipes] if MATRIX_RECIPE.search(line) else [line]
+                lines = [MATRIX_TARGET.sub(t, line) for t in targets] if MATRIX_TARGET.search(line) else [line]
+                expanded = [MATRIX_RECIPE.sub(r, one) for one in lines for r in recipes] if MATRIX_RECIPE.search(line) else lines
                 for text in expanded:
                     assert "${{" not in text, f"a doit command uses an expression the test cannot expand: {line!r}"
                     words = shlex.split(text)
@@ -102,12 +123,13 @@ def doit_task_names(tmp_path: Path) -> set[str]:
 
 
 def test_every_doit_task_the_workflow_runs_exists(tmp_path: Path) -> None:
-    recipes = matrix_recipes(tmp_path)
-    commands = doit_commands(load_workflow(), recipes)
+    recipes, targets = matrix_recipes(tmp_path), matrix_targets(tmp_path)
+    commands = doit_commands(load_workflow(), recipes, targets)
     named = {arg for args in commands for arg in args}
     assert all(not a.startswith("-") for a in named), f"the workflow should pass settings by environment, not doit options: {commands}"
     for r in recipes:
-        assert {f"build:crio-{r}", f"accept:crio-{r}"} <= named
+        for t in targets:
+            assert {f"build:crio-{r}{t}", f"accept:crio-{r}{t}"} <= named
     assert "repo" in named
     missing = sorted(named - doit_task_names(tmp_path))
     assert not missing, f"the workflow runs doit tasks that `doit list --all` does not show: {missing}"
@@ -117,12 +139,12 @@ def test_builds_and_accepts_each_recipe_and_publishes_its_artifacts() -> None:
     build = load_workflow()["jobs"]["build"]
     steps = build["steps"]
     runs = [s.get("run", "") for s in steps]
-    assert runs.index("doit build:crio-${{ matrix.recipe }}") < runs.index("doit accept:crio-${{ matrix.recipe }}")
+    assert runs.index("doit build:crio-${{ matrix.recipe }}${{ matrix.target }}") < runs.index("doit accept:crio-${{ matrix.recipe }}${{ matrix.target }}")
     qemu = next(s for s in steps if s.get("uses", "").startswith("docker/setup-qemu-action"))
     assert qemu["if"] == "runner.arch != 'ARM64'"
-    upload = next(s for s in steps if s.get("uses", "").startswith("actions/upload-artifact") and s["with"]["name"] == "crio-${{ matrix.recipe }}")
+    upload = next(s for s in steps if s.get("uses", "").startswith("actions/upload-artifact") and s["with"]["name"] == "crio-${{ matrix.recipe }}${{ matrix.target }}")
     for pattern in ("*.deb", "*.tar.gz", "SHA256SUMS", "manifest.json"):
-        assert f"artifacts/crio-${{{{ matrix.recipe }}}}/{pattern}" in upload["with"]["path"]
+        assert f"artifacts/crio-${{{{ matrix.recipe }}}}${{{{ matrix.target }}}}/{pattern}" in upload["with"]["path"]
     cached = " ".join(str(s.get("with", {}).get("path", "")) for s in steps if "cache" in s.get("uses", ""))
     for path in ("~/.cache/criobuild/toolchains", "~/.cache/criobuild/clones", "~/.cache/criobuild-images"):
         assert path in cached
