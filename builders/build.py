@@ -26,7 +26,7 @@ from .images import ensure_builder_image
 from .modes import BuildMode, resolve_mode
 from .recipe import Component, Recipe
 from .settings import Settings
-from .sources import checkout, last_line, run_git
+from .sources import apply_patches, checkout, last_line, run_git
 from .volumes import ensure_go_volume
 from .workspace import choose_workspace
 
@@ -152,6 +152,7 @@ def build_with(mode: BuildMode, recipe: Recipe, name: str, settings: Settings) -
     shutil.rmtree(partial, ignore_errors=True)
     try:
         source = checkout(component, settings, work)
+        apply_patches(component, source)
         partial.mkdir(parents=True)
         epoch = commit_epoch(source)
         steps = run_build(client, builder, mode, recipe, name, settings, source, partial, epoch)
@@ -222,7 +223,8 @@ def image_id(name: str) -> str:
 def write_manifest(path: Path, recipe: Recipe, c: Component, mode: BuildMode, image: str, binaries: list[str], epoch: int, timing: dict) -> None:
     data = {
         "component": c.name, "version": c.version, "repo": c.repo, "tag": c.tag, "branch": c.branch,
-        "commit": c.commit, "source_date_epoch": epoch, "go": recipe.go_for(c.name).version, "mode": mode.name,
+        "commit": c.commit, "patches": [{"file": p.path.name, "sha256": p.sha256} for p in c.patches],
+        "source_date_epoch": epoch, "go": recipe.go_for(c.name).version, "mode": mode.name,
         "builder_image": image, "builder_image_id": image_id(image), "binaries": binaries, **timing,
     }  # fmt: skip
     tmp = path.with_suffix(".json.partial")

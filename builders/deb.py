@@ -97,6 +97,8 @@ def changelog_text(recipe: Recipe, component: str, epoch: int, go: str) -> str:
     c = recipe.components[component]
     where = f"tag {c.tag}" if c.tag else f"branch {c.branch}"
     change = f"Upstream {c.version}, {where}, commit {c.commit}, built from source with Go {go} for {recipe.target.arch}."
+    if c.patches:
+        change += " Patched with " + ", ".join(p.path.name for p in c.patches) + " (recipes/patches/)."
     body = textwrap.wrap(change, width=76, initial_indent="  * ", subsequent_indent="    ", break_long_words=False)
     when = format_datetime(datetime.fromtimestamp(epoch, timezone.utc))
     head = f"{package_name(component)} ({deb_version(recipe, component)}) {recipe.target.suite}; urgency=medium"

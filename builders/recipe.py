@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import difflib
+import hashlib
 import re
 import tomllib
 from dataclasses import dataclass, field, replace
@@ -45,6 +46,7 @@ SCHEMA: dict[str, tuple[type, bool]] = {
     "components.*.commit": (str, True),
     "components.*.version": (str, False),
     "components.*.buildtags": (list, False),
+    "components.*.patches": (list, False),  # files under <recipes>/patches/, applied in order to the pinned checkout
     "components.*.go": (dict, False),  # a component that needs another Go than the recipe's [go]
     "components.*.go.version": (str, True),
     "components.*.go.sha256": (dict, True),
@@ -61,6 +63,12 @@ class GoToolchain:
 
 
 @dataclass(frozen=True, kw_only=True)
+class Patch:
+    path: Path
+    sha256: str
+
+
+@dataclass(frozen=True, kw_only=True)
 class Component:
     name: str
     repo: str
@@ -70,6 +78,7 @@ class Component:
     tag: str | None = None
     buildtags: tuple[str, ...] = ()
     go: GoToolchain | None = None  # None: the recipe's
+    patches: tuple[Patch, ...] = ()
 
     @property
     def ref(self) -> str:
@@ -322,7 +331,16 @@ def build_component(path: Path, name: str, table: dict[str, Any]) -> Component:
     return Component(
         name=name, repo=table["repo"], commit=commit, version=version,
         branch=table.get("branch"), tag=table.get("tag"), buildtags=tuple(tags), go=go,
+        patches=tuple(build_patch(path, f"{key}.patches", name) for name in table.get("patches", [])),
     )
+
+
+def build_patch(path: Path, key: str, name: Any) -> Patch:
+    patches = path.parent / "patches"
+    file = patches / str(name)
+    if not isinstance(name, str) or not file.is_file() or patches not in file.resolve().parents:
+        raise RecipeError(f"{path}: key '{key}' names {name!r}, which is no file under {patches}", hint="put the patch in the recipes' patches/ directory and name it relative to it")
+    return Patch(path=file, sha256=hashlib.sha256(file.read_bytes()).hexdigest())
 
 
 def choice(path: Path, key: str, value: str, allowed: tuple[str, ...]) -> str:

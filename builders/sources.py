@@ -462,6 +462,19 @@ def checkout(component: Component, settings: Settings, dest: Path) -> Path:
     return dest
 
 
+def apply_patches(component: Component, tree: Path) -> None:
+    """The recipe's patches, in order, to the checkout (it then differs from the pin: upstream's builds say "dirty")."""
+    for patch in component.patches:
+        status, _, err = run_git("apply", "--whitespace=nowarn", str(patch.path), cwd=tree)
+        if status != 0:
+            said = "\n".join(err.strip().splitlines()[-6:])
+            raise SourceError(
+                f"patching {component.name} failed because {patch.path.name} does not apply to {component.name} {component.version} ({short(component.commit)}); git apply said:\n{said}",
+                hint=f"refresh {patch.path} against the pinned commit, or drop it from components.{component.name}.patches",
+            )
+        say(f"{component.name}: applied {patch.path.name} (sha256 {patch.sha256[:12]})")
+
+
 def submodules(parent: Component, tree: Path) -> list[Component]:
     """The git submodules tree records (.gitmodules), each pinned to the commit its gitlink names.
 

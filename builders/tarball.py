@@ -361,7 +361,7 @@ def build_manifest(recipe: Recipe, settings: Settings, artifacts: list[Path], im
             "cgroup_manager": recipe.cgroup_manager, "pause_image": recipe.pause_image, "revision": recipe.revision,
         },
         "components": {
-            c: {k: s.get(k) for k in ("version", "repo", "tag", "branch", "commit", "source_date_epoch", "go", "mode", "builder_image", "builder_image_id")}
+            c: {k: s.get(k) for k in ("version", "repo", "tag", "branch", "commit", "patches", "source_date_epoch", "go", "mode", "builder_image", "builder_image_id")}
             for c, s in staged.items()
         },
         "go": [

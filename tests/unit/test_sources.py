@@ -571,3 +571,57 @@ def test_cri_o_fixture_upstream_builds_at_its_pin_and_says_clean(request: pytest
     assert {k: v.strip() for k, v in fields.items() if k in ("Version", "GitCommit", "GitTreeState")} == {
         "Version": "1.18.1", "GitCommit": pin, "GitTreeState": "clean",
     }
+
+
+# --------------------------------------------------------------------------- recipe patches
+
+
+def make_patch(path: Path, old: str, new: str, file: str = "VERSION") -> Path:
+    path.write_text(f"--- a/{file}\n+++ b/{file}\n@@ -1 +1 @@\n-{old}\n+{new}\n")
+    return path
+
+
+def test_a_recipes_patches_apply_in_order_to_the_pinned_checkout(upstream: Upstream, settings: Settings, tmp_path: Path) -> None:
+    from dataclasses import replace
+
+    from builders.recipe import Patch
+
+    first = make_patch(tmp_path / "0001-version.patch", "1.18.2", "1.18.2+pi")
+    second = make_patch(tmp_path / "0002-again.patch", "1.18.2+pi", "1.18.2+pi.2")
+    component = replace(upstream.component(tag="v1.18.2"), patches=(Patch(path=first, sha256="a" * 64), Patch(path=second, sha256="b" * 64)))
+    dest = sources.checkout(component, settings, tmp_path / "work" / "cri-o")
+    sources.apply_patches(component, dest)
+    assert (dest / "VERSION").read_text() == "1.18.2+pi.2\n"
+    assert git(dest, "rev-parse", "HEAD") == upstream.tags["v1.18.2"]  # the pin, patched on top
+
+
+def test_a_patch_that_does_not_apply_is_named_with_gits_words(upstream: Upstream, settings: Settings, tmp_path: Path) -> None:
+    from dataclasses import replace
+
+    from builders.recipe import Patch
+
+    stale = make_patch(tmp_path / "0001-stale.patch", "1.17.9", "1.17.9+pi")
+    component = replace(upstream.component(tag="v1.18.2"), patches=(Patch(path=stale, sha256="c" * 64),))
+    dest = sources.checkout(component, settings, tmp_path / "work" / "cri-o")
+    with pytest.raises(SourceError) as info:
+        sources.apply_patches(component, dest)
+    text = str(info.value)
+    assert "0001-stale.patch does not apply to cri-o 1.18.2" in text
+    assert "error: patch failed: VERSION:1" in text  # git apply's own words
+    assert f"hint: refresh {stale} against the pinned commit" in text
+
+
+def test_a_recipe_names_its_patches_under_its_patches_directory(tmp_path: Path) -> None:
+    from builders.errors import RecipeError
+    from builders.recipe import load_recipe
+
+    text = (REPO_ROOT / "recipes" / "crio-1.36.toml").read_text().replace(
+        '[components.runc]\n', '[components.runc]\npatches = ["runc/0001-armhf.patch"]\n')
+    (tmp_path / "crio-1.36.toml").write_text(text)
+    with pytest.raises(RecipeError, match=r"key 'components.runc.patches' names 'runc/0001-armhf.patch', which is no file under"):
+        load_recipe(tmp_path / "crio-1.36.toml")
+    (tmp_path / "patches" / "runc").mkdir(parents=True)
+    (tmp_path / "patches" / "runc" / "0001-armhf.patch").write_text("--- a/x\n+++ b/x\n")
+    recipe = load_recipe(tmp_path / "crio-1.36.toml")
+    (patch,) = recipe.components["runc"].patches
+    assert patch.path.name == "0001-armhf.patch" and len(patch.sha256) == 64
