@@ -113,9 +113,11 @@ class CriO(Upstream):
     def check_installed(self, box: Any, recipe: Recipe, what: str) -> None:
         """What crio makes of crio.conf and the drop-ins names programs these packages installed."""
         effective = tomllib.loads(box.output(["sh", "-c", "crio config 2>/dev/null"]))["crio"]  # its log goes to stderr
-        runtime = effective["runtime"]
-        handlers = runtime.get("runtimes", {})
-        # From 1.24 `crio config` comments out what equals the built-in default: the era's first runtime.
+        runtime = effective.get("runtime", {})
+        # Some releases print only what differs from their defaults (1.21 leaves out the runtime tables,
+        # 1.24+ comments out a default default_runtime): what crio does not print, our drop-in says.
+        ours = tomllib.loads(box.output(["cat", f"/{DROP_IN}"]))["crio"]["runtime"]
+        handlers = runtime.get("runtimes") or ours["runtimes"]
         default = runtime.get("default_runtime") or ERAS.at(recipe.crio.version).runtimes[0]
         paths = [runtime.get("conmon", "")] + [p for h in handlers.values() for p in (h.get("runtime_path", ""), h.get("monitor_path", ""))]
         missing = [p for p in paths if p and box.container.exec_run(["test", "-x", p]).exit_code != 0]

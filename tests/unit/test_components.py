@@ -129,6 +129,9 @@ class InstalledBox:
         self.container = self
 
     def output(self, argv: list[str]) -> str:
+        if argv[0] == "cat":  # the drop-in as the package installed it
+            r = recipe(36)
+            return cri_o.drop_in(r, r.crio)
         return self.config
 
     def exec_run(self, argv: list[str]):
@@ -162,3 +165,10 @@ def test_acceptance_refuses_a_configuration_naming_what_no_package_installed() -
     box = InstalledBox(REAL_1_36_CONFIG, {"/usr/libexec/crio/runc", "/usr/bin/conmon"})
     with pytest.raises(ContainerError, match="it names /usr/libexec/crio/crun, which no package installed"):
         cri_o.UPSTREAM.check_installed(box, recipe(36), "accept crio-1.36")
+
+
+def test_acceptance_takes_the_runtimes_from_the_drop_in_where_crio_config_leaves_them_out() -> None:
+    # 1.21's `crio config` prints only what differs from its defaults, and no runtime tables at all.
+    box = InstalledBox('[crio.runtime]\nconmon = "/usr/bin/conmon"\n', {"/usr/libexec/crio/crun", "/usr/libexec/crio/runc", "/usr/bin/conmon"})
+    cri_o.UPSTREAM.check_installed(box, recipe(36), "accept crio-1.36")
+    assert box.said == ["crio config: default runtime crun, crun /usr/libexec/crio/crun, runc /usr/libexec/crio/runc"]
