@@ -29,6 +29,17 @@ def make(*args: str) -> Step:
     return Step(["make", *args])
 
 
+def help2man(program: str, section: str, what: str) -> Step:
+    """A manual page from the program's own --help, for releases whose upstream has none (as Debian does)."""
+    page = f"{OUT}/usr/share/man/man{section}/{program}.{section}"
+    return sh(f"mkdir -p {OUT}/usr/share/man/man{section} && help2man --no-info --section={section} "
+              f"--name={what!r} --output={page} {OUT}/usr/bin/{program}")  # fmt: skip
+
+
+def write_file(path: str, text: str) -> Step:
+    return sh(f"mkdir -p $(dirname {path}) && cat > {path} <<'CRIOBUILD_EOF'\n{text}CRIOBUILD_EOF")
+
+
 @dataclass(frozen=True)
 class Package:
     """How an upstream is packaged: the Debian package's name and its text."""

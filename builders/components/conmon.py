@@ -4,7 +4,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from .base import OUT, Eras, Package, Step, Upstream, make, sh
+from .base import OUT, Eras, Package, Step, Upstream, help2man, make, sh
 
 if TYPE_CHECKING:
     from ..recipe import Component, Recipe
@@ -40,13 +40,6 @@ class Conmon(Upstream):
             # docs/Makefile itself: the top-level `make docs` first builds go-md2man from tools/ (online in some releases).
             return install + [make("-C", "docs", "GOMD2MAN=go-md2man"), make("-C", "docs", "install", f"DESTDIR={OUT}", "PREFIX=/usr")]
         return install + [help2man("conmon", "8", "OCI container runtime monitor")]
-
-
-def help2man(program: str, section: str, what: str) -> Step:
-    """A manual page from the program's own --help, for releases whose upstream has none (as Debian does)."""
-    page = f"{OUT}/usr/share/man/man{section}/{program}.{section}"
-    return sh(f"mkdir -p {OUT}/usr/share/man/man{section} && help2man --no-info --section={section} "
-              f"--name={what!r} --output={page} {OUT}/usr/bin/{program}")  # fmt: skip
 
 
 UPSTREAM = Conmon()

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..errors import ContainerError, RecipeError
 from . import conmon
-from .base import CNI_DIR, OUT, Eras, Package, Runtime, Step, Upstream, make, sh
+from .base import CNI_DIR, OUT, Eras, Package, Runtime, Step, Upstream, make, sh, write_file
 
 if TYPE_CHECKING:
     from ..recipe import Component, Recipe
@@ -166,10 +166,6 @@ def drop_in(recipe: Recipe, pin: Component) -> str:
             lines.append(f'monitor_path = "{conmon.PATH}"')
     lines += ["", "[crio.network]", "plugin_dirs = [" + ", ".join(f'"{d}"' for d in PLUGIN_DIRS) + "]"]
     return "\n".join(lines) + "\n"
-
-
-def write_file(path: str, text: str) -> Step:
-    return sh(f"mkdir -p $(dirname {path}) && cat > {path} <<'CRIOBUILD_EOF'\n{text}CRIOBUILD_EOF")
 
 
 # /etc/default/crio, the units' EnvironmentFile: upstream's contrib/sysconfig/crio names the variables

@@ -4,8 +4,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from .base import OUT, Eras, Package, Step, Upstream, make, sh
-from .conmon import help2man
+from .base import OUT, Eras, Package, Step, Upstream, help2man, make, sh
 
 if TYPE_CHECKING:
     from ..recipe import Component, Recipe

@@ -142,31 +142,33 @@ def only_on_path(monkeypatch: pytest.MonkeyPatch, bin_dir: Path) -> None:
     monkeypatch.setenv("PATH", f"{bin_dir}:{basics}")
 
 
-def test_a_failing_mmdebstrap_reaches_the_user_in_its_own_words_with_a_matching_hint(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+def bootstrap_with(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, mmdebstrap: str, docker: str = "cat >/dev/null\nexit 0\n",
+                   mirror: str = "http://deb.debian.org/debian") -> ContainerError:
+    """bootstrap_base of the host's architecture with stand-ins for mmdebstrap and docker; the error it raises."""
     bins = tmp_path / "bin"
-    stand_in(bins, "mmdebstrap", "echo 'I: chroot architecture armhf is equal to the host architecture' >&2\n"
-                                 "echo 'E: apt-get update failed: Temporary failure resolving deb.example.invalid' >&2\nexit 25\n")
-    stand_in(bins, "docker", "cat >/dev/null\nexit 0\n")
+    stand_in(bins, "mmdebstrap", mmdebstrap)
+    stand_in(bins, "docker", docker)
     only_on_path(monkeypatch, bins)
-    target = Target(distro="debian", suite="bookworm", arch=host_arch(), mirror="http://deb.example.invalid/debian")
+    target = Target(distro="debian", suite="bookworm", arch=host_arch(), mirror=mirror)
     with pytest.raises(ContainerError) as info:
         bootstrap_base(target, "criobuild/base:test")
-    text = str(info.value)
+    return info.value
+
+
+def test_a_failing_mmdebstrap_reaches_the_user_in_its_own_words_with_a_matching_hint(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    error = bootstrap_with(monkeypatch, tmp_path, "echo 'I: chroot architecture armhf is equal to the host architecture' >&2\n"
+                           "echo 'E: apt-get update failed: Temporary failure resolving deb.example.invalid' >&2\nexit 25\n",
+                           mirror="http://deb.example.invalid/debian")
+    text = str(error)
     assert "mmdebstrap returned 25" in text
     assert "E: apt-get update failed: Temporary failure resolving deb.example.invalid" in text
     assert "hint: check that http://deb.example.invalid/debian is reachable" in text
 
 
 def test_mmdebstraps_arch_test_complaint_gets_the_install_command_as_its_hint(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    bins = tmp_path / "bin"
-    stand_in(bins, "mmdebstrap", "echo 'E: install arch-test for foreign architecture support' >&2\nexit 25\n")
-    stand_in(bins, "docker", "cat >/dev/null\nexit 0\n")
-    only_on_path(monkeypatch, bins)
-    target = Target(distro="debian", suite="bookworm", arch=host_arch(), mirror="http://deb.debian.org/debian")
-    with pytest.raises(ContainerError) as info:
-        bootstrap_base(target, "criobuild/base:test")
-    assert "E: install arch-test for foreign architecture support" in str(info.value)
-    assert str(info.value).endswith("hint: sudo apt-get install arch-test")
+    error = bootstrap_with(monkeypatch, tmp_path, "echo 'E: install arch-test for foreign architecture support' >&2\nexit 25\n")
+    assert "E: install arch-test for foreign architecture support" in str(error)
+    assert str(error).endswith("hint: sudo apt-get install arch-test")
 
 
 def test_bootstrapping_a_foreign_architecture_without_arch_test_is_refused_before_mmdebstrap_runs(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
@@ -183,14 +185,9 @@ def test_bootstrapping_a_foreign_architecture_without_arch_test_is_refused_befor
 
 
 def test_a_failing_docker_import_says_what_docker_said(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    bins = tmp_path / "bin"
-    stand_in(bins, "mmdebstrap", "echo 'not really a tarball'\nexit 0\n")
-    stand_in(bins, "docker", "cat >/dev/null\necho 'Error response from daemon: archive/tar: invalid tar header' >&2\nexit 1\n")
-    only_on_path(monkeypatch, bins)
-    target = Target(distro="debian", suite="bookworm", arch=host_arch(), mirror="http://deb.debian.org/debian")
-    with pytest.raises(ContainerError) as info:
-        bootstrap_base(target, "criobuild/base:test")
-    assert "`docker import` returned 1:\nError response from daemon: archive/tar: invalid tar header" in str(info.value)
+    error = bootstrap_with(monkeypatch, tmp_path, "echo 'not really a tarball'\nexit 0\n",
+                           docker="cat >/dev/null\necho 'Error response from daemon: archive/tar: invalid tar header' >&2\nexit 1\n")
+    assert "`docker import` returned 1:\nError response from daemon: archive/tar: invalid tar header" in str(error)
 
 
 def test_the_hint_follows_the_last_cause_in_the_output() -> None:
