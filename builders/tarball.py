@@ -12,9 +12,10 @@ Debian paths (/usr/bin, /usr/lib/cni) are mapped onto the tarball's sections:
     staging usr/share/*                -> cri-o/share/*         -> $PREFIX/share
     staging etc/*                      -> cri-o/etc/*           -> /etc (configuration: never replaced)
 
-crio.conf, the drop-in and the units are rewritten for the default PREFIX (conmon at
-"/usr/local/bin/conmon", runtime_path "/usr/local/libexec/crio/runc", plugin_dirs = ["/opt/cni/bin"],
-ExecStart=/usr/local/bin/crio); `install` adjusts them to another PREFIX or CNIDIR. Reproducible: sorted members, owner root, mtime SOURCE_DATE_EPOCH (the cri-o
+Each upstream rewrites its own configuration for the default PREFIX (cri-o's crio.conf and drop-in:
+conmon at "/usr/local/bin/conmon", runtime_path "/usr/local/libexec/crio/runc", plugin_dirs = ["/opt/cni/bin"]),
+and the units start our binaries from it (ExecStart=/usr/local/bin/crio); `install` adjusts them to another
+PREFIX or CNIDIR. Reproducible: sorted members, owner root, mtime SOURCE_DATE_EPOCH (the cri-o
 pin's commit time), gzip without name or time at a fixed level.
 """
 from __future__ import annotations
@@ -136,22 +137,22 @@ def staged_members(tree: Path, component: str, arch: Any) -> list[Member]:
 
 # --------------------------------------------------------------------------- rewrites for the tarball's paths
 
-# A path crio.conf or a drop-in gives for one of our programs: conmon, monitor_path, runtime_path, pinns_path.
-CONF_PATH_RE = re.compile(r'^(?P<lead>[ \t]*(?:conmon|monitor_path|runtime_path|pinns_path)[ \t]*=[ \t]*")/usr/(?P<dir>bin|libexec)/', re.M)
-PLUGIN_DIRS_RE = re.compile(r"^(?P<lead>[ \t]*plugin_dirs[ \t]*=[ \t]*)\[[^\]]*\]", re.M)
 EXEC_RE = re.compile(r"^(?P<lead>Exec[A-Za-z]*=[-@+!:]*)/usr/(?:local/)?bin/(?P<name>[^\s/]+)(?=\s|$)", re.M)
-CRIO_CONFIGS = ("etc/crio/crio.conf", "etc/crio/crio.conf.d/")
-
-
-def rewrite_crio_conf(text: str, prefix: str = DEFAULT_PREFIX, cnidir: str = DEFAULT_CNIDIR) -> str:
-    """Point a staged crio.conf or drop-in at the tarball's programs (under prefix) and CNI plugins."""
-    text = CONF_PATH_RE.sub(lambda m: f"{m.group('lead')}{prefix}/{m.group('dir')}/", text)
-    return PLUGIN_DIRS_RE.sub(lambda m: f'{m.group("lead")}[\n\t"{cnidir}",\n]', text)
 
 
 def rewrite_unit(text: str, binaries: set[str], bindir: str = f"{DEFAULT_PREFIX}/bin") -> str:
     """Exec*= lines that start one of our binaries start it from bindir; /usr/bin/rm and the like stay."""
     return EXEC_RE.sub(lambda m: f"{m.group('lead')}{bindir}/{m.group('name')}" if m.group("name") in binaries else m.group(0), text)
+
+
+def rewritten(owner: Any, path: str, data: bytes, binaries: set[str]) -> str | None:
+    """A member's text as the tarball ships it, or None to ship it as staged: units start our binaries
+    from the tarball's bin/, and the owning upstream rewrites its own configuration."""
+    if path.startswith("systemd/"):
+        return rewrite_unit(data.decode(), binaries)
+    if not path.startswith("etc/"):
+        return None
+    return owner.tarball_file(path, data.decode(), DEFAULT_PREFIX, DEFAULT_CNIDIR)
 
 
 def fill(template: str, values: dict[str, str]) -> str:
@@ -202,31 +203,32 @@ def tarball_members(recipe: Recipe, settings: Settings) -> list[Member]:
     """Every member of the tarball, sorted, with its final content and mode (directories included)."""
     versions = {}
     members: dict[str, Member] = {}
+    staged: dict[str, list[Member]] = {}
     for component in recipe.components:
         versions[component] = read_staged(settings, recipe, component)["version"]
-        for member in staged_members(staging_root(settings, recipe) / component, component, recipe.target.arch):
+        staged[component] = staged_members(staging_root(settings, recipe) / component, component, recipe.target.arch)
+        for member in staged[component]:
             if member.path in members:
                 raise PackageError(f"cannot package {recipe.name} because {member.path} is staged by two components", hint="check the staging trees")
             members[member.path] = member
-    configs = [p for p in members if p.startswith(CRIO_CONFIGS) and members[p].data is not None]
-    if "etc/crio/crio.conf" not in configs:
-        raise PackageError(f"cannot package {recipe.name} because the cri-o staging tree has no etc/crio/crio.conf", hint=f"rebuild it: `doit compile:{recipe.name}:cri-o`")
     binaries = {PurePosixPath(p).name for p in members if p.startswith("bin/")}
+    owners = {m.path: c for c, ms in staged.items() for m in ms}
     for path, member in list(members.items()):
-        if path in configs:
-            members[path] = Member(path, member.mode, data=rewrite_crio_conf(member.data.decode()).encode())  # type: ignore[union-attr]
-        elif path.startswith("systemd/") and member.data is not None:
-            members[path] = Member(path, member.mode, data=rewrite_unit(member.data.decode(), binaries).encode())
-    crio_units = [m for p, m in members.items() if p.startswith("systemd/crio") and m.data is not None]
-    if not any(f"{DEFAULT_PREFIX}/bin/crio" in m.data.decode() for m in crio_units):  # type: ignore[union-attr]
-        raise PackageError(f"cannot package {recipe.name} because no staged crio unit starts {DEFAULT_PREFIX}/bin/crio", hint="check usr/lib/systemd/system/crio.service in the cri-o staging tree")
+        if member.data is None:
+            continue
+        text = rewritten(upstream(owners[path]), path, member.data, binaries)
+        if text is not None:
+            members[path] = Member(path, member.mode, data=text.encode())
+    files = {p: m.data for p, m in members.items() if m.data is not None}
+    for component in recipe.components:
+        upstream(component).check_tarball(recipe, files, DEFAULT_PREFIX)
     # Configuration the target may lack (Debian's containers-common has it), unless a component staged its own.
     for path in sorted(p for p in (DATA / "etc").rglob("*") if p.is_file()):
         rel = "etc/" + path.relative_to(DATA / "etc").as_posix()
         members.setdefault(rel, Member(rel, 0o644, data=path.read_bytes()))
     libraries = runtime_libraries(list(members.values()))
     packages = runtime_packages(list(libraries))
-    companions = ", ".join(f"{upstream(c).package.name} {v}" for c, v in versions.items() if c != "cri-o")
+    companions = ", ".join(f"{upstream(c).package.name} {v}" for c, v in list(versions.items())[1:])  # after cri-o
     values = {
         "VERSION": recipe.crio.version, "ARCH": str(recipe.target.arch), "UNAME": recipe.target.arch.to_uname(),
         "COMPANIONS": companions, "RECIPE": recipe.name, "LIBRARIES": " ".join(libraries) or "none",

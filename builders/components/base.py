@@ -133,3 +133,12 @@ class Upstream:
 
     def check_recipe(self, recipe: Recipe) -> None:
         """Refuse a recipe this upstream cannot be built from (a RecipeError naming the key)."""
+
+    def tarball_file(self, path: str, text: str, prefix: str, cnidir: str) -> str | None:
+        """A staged text file of this upstream (tarball path, e.g. etc/crio/crio.conf) as the tarball ships it,
+        for programs under prefix and CNI plugins in cnidir; None: the file ships as staged."""
+        return None
+
+    def check_tarball(self, recipe: Recipe, files: dict[str, bytes], prefix: str) -> None:
+        """Refuse a tarball (tarball path -> content, after every rewrite) that lacks what this upstream
+        needs to run from it (a PackageError naming the file)."""

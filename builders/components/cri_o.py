@@ -8,12 +8,13 @@ what this very crio prints with that drop-in (`make crio.conf`): every option, d
 """
 from __future__ import annotations
 
+import re
 import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ..errors import ContainerError, RecipeError
+from ..errors import ContainerError, PackageError, RecipeError
 from . import conmon
 from .base import CNI_DIR, OUT, Eras, Package, Runtime, Step, Upstream, make, sh, write_file
 
@@ -25,6 +26,10 @@ KERNEL_CHECK_PATH = "usr/share/cri-o/kernel_check.py"  # installed 0755; the pos
 DROP_IN = "etc/crio/crio.conf.d/10-crio.conf"
 DROP_IN_BUILD_DIR = "/tmp/criobuild-home/crio.conf.d"  # the build's HOME: writable whoever the build runs as
 PLUGIN_DIRS = (CNI_DIR, "/opt/cni/bin")  # ours, then Kubernetes' kubernetes-cni package
+CONFIGS = ("etc/crio/crio.conf", "etc/crio/crio.conf.d/")  # as tarball paths
+# A path crio.conf or a drop-in gives for one of our programs: conmon, monitor_path, runtime_path, pinns_path.
+CONF_PATH_RE = re.compile(r'^(?P<lead>[ \t]*(?:conmon|monitor_path|runtime_path|pinns_path)[ \t]*=[ \t]*")/usr/(?P<dir>bin|libexec)/', re.M)
+PLUGIN_DIRS_RE = re.compile(r"^(?P<lead>[ \t]*plugin_dirs[ \t]*=[ \t]*)\[[^\]]*\]", re.M)
 
 
 @dataclass(frozen=True)
@@ -129,6 +134,16 @@ class CriO(Upstream):
     def package_inputs(self) -> list[Path]:
         return [KERNEL_CHECK]
 
+    def tarball_file(self, path: str, text: str, prefix: str, cnidir: str) -> str | None:
+        return rewrite_crio_conf(text, prefix, cnidir) if path.startswith(CONFIGS) else None
+
+    def check_tarball(self, recipe: Recipe, files: dict[str, bytes], prefix: str) -> None:
+        if "etc/crio/crio.conf" not in files:
+            raise PackageError(f"cannot package {recipe.name} because the cri-o staging tree has no etc/crio/crio.conf", hint=f"rebuild it: `doit compile:{recipe.name}:cri-o`")
+        units = [data.decode() for path, data in files.items() if path.startswith("systemd/crio")]
+        if not any(f"{prefix}/bin/crio" in unit for unit in units):
+            raise PackageError(f"cannot package {recipe.name} because no staged crio unit starts {prefix}/bin/crio", hint="check usr/lib/systemd/system/crio.service in the cri-o staging tree")
+
     def maintainer_scripts(self, recipe: Recipe) -> dict[str, str]:
         return {"postinst": POSTINST.format(version=recipe.crio.version, script=KERNEL_CHECK_PATH)}
 
@@ -201,6 +216,12 @@ fi
 
 exit 0
 """
+
+
+def rewrite_crio_conf(text: str, prefix: str, cnidir: str) -> str:
+    """Point a crio.conf or drop-in at programs under prefix (the release tarball's) and CNI plugins in cnidir."""
+    text = CONF_PATH_RE.sub(lambda m: f"{m.group('lead')}{prefix}/{m.group('dir')}/", text)
+    return PLUGIN_DIRS_RE.sub(lambda m: f'{m.group("lead")}[\n\t"{cnidir}",\n]', text)
 
 
 def add_kernel_check(root: Path) -> None:

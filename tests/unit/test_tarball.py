@@ -19,6 +19,7 @@ from pathlib import Path
 import pytest
 
 from builders import tarball
+from builders.components import cri_o
 from builders.arch import host_arch
 from builders.errors import PackageError
 from builders.recipe import load_recipe
@@ -284,7 +285,7 @@ def test_a_staged_policy_wins_over_the_default(world) -> None:
 
 
 def test_rewrite_crio_conf_touches_only_the_paths() -> None:
-    out = tarball.rewrite_crio_conf(CRIO_CONF)
+    out = cri_o.rewrite_crio_conf(CRIO_CONF, "/usr/local", "/opt/cni/bin")
     changed = [(a, b) for a, b in zip(CRIO_CONF.splitlines(), out.splitlines()) if a != b]
     assert changed[0] == ('conmon = "/usr/bin/conmon"', 'conmon = "/usr/local/bin/conmon"')
     assert '\t"PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",' in out
@@ -295,14 +296,14 @@ def test_rewrite_crio_conf_touches_only_the_paths() -> None:
 
 def test_rewrite_crio_conf_moves_a_named_pinns_and_takes_other_directories() -> None:
     conf = CRIO_CONF.replace('pinns_path = ""', 'pinns_path = "/usr/bin/pinns"')
-    out = tarball.rewrite_crio_conf(conf, prefix="/opt/crio", cnidir="/usr/lib/cni")
+    out = cri_o.rewrite_crio_conf(conf, prefix="/opt/crio", cnidir="/usr/lib/cni")
     assert 'pinns_path = "/opt/crio/bin/pinns"' in out
     assert 'conmon = "/opt/crio/bin/conmon"' in out
     assert 'plugin_dirs = [\n\t"/usr/lib/cni",\n]' in out
 
 
 def test_rewrite_crio_conf_moves_the_runtimes_and_the_monitor_of_a_drop_in() -> None:
-    out = tarball.rewrite_crio_conf(DROP_IN)
+    out = cri_o.rewrite_crio_conf(DROP_IN, "/usr/local", "/opt/cni/bin")
     assert 'runtime_path = "/usr/local/libexec/crio/runc"' in out
     assert 'monitor_path = "/usr/local/bin/conmon"' in out
     assert 'runtime_root = "/run/runc"' in out and 'default_runtime = "runc"' in out
@@ -524,9 +525,9 @@ def test_install_with_another_prefix_and_cnidir_rewrites_the_paths(world, tmp_pa
     assert (root / "usr/lib/systemd/system/crio-shutdown.service").read_text() == SHUTDOWN_SERVICE
     assert "ExecStart=/usr/bin/crio \\" in (root / "usr/lib/systemd/system/crio-wipe.service").read_text()
     conf = (root / "etc/crio/crio.conf").read_text()
-    assert conf == tarball.rewrite_crio_conf(CRIO_CONF, prefix="/usr", cnidir="/usr/lib/cni")
+    assert conf == cri_o.rewrite_crio_conf(CRIO_CONF, prefix="/usr", cnidir="/usr/lib/cni")
     drop_in = (root / "etc/crio/crio.conf.d/10-crio.conf").read_text()
-    assert drop_in == tarball.rewrite_crio_conf(DROP_IN, prefix="/usr", cnidir="/usr/lib/cni")
+    assert drop_in == cri_o.rewrite_crio_conf(DROP_IN, prefix="/usr", cnidir="/usr/lib/cni")
     assert (root / "usr/libexec/crio/runc").exists()
     assert (root / "usr/lib/cni/bridge").exists() and (root / "usr/bin/crictl").exists()
     assert (root / "usr/share/cri-o/installed-files").exists()
