@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 
+from .arch import host_arch
 from .container import Container
 from .errors import ContainerError, PackageError
 from .components import upstream
@@ -67,18 +68,24 @@ def accept(recipe: Recipe, settings: Settings) -> None:
                 want = f"{package_name(c)} {deb_version(recipe, c)} installed"
                 if want not in installed.splitlines():
                     raise ContainerError(f"{what}: dpkg does not have `{want}` because it reports:\n{installed}", hint="see artifacts/<recipe>/logs/accept.log")
+            emulated = recipe.target.arch != host_arch()
             for c, pin in recipe.components.items():
                 if upstream(c).version_command:
-                    check_version(box, list(upstream(c).version_command), pin.version, what)
+                    read_only = emulated and upstream(c).emulated_read_only
+                    check_version(box, list(upstream(c).version_command), pin.version, what, read_only)
                 upstream(c).check_installed(box, recipe, what)
     print(f"{what}: {', '.join(d.name for d in debs)} install on {recipe.target.distro} {recipe.target.suite} {recipe.target.arch} and run")
 
 
-def check_version(box: Container, argv: list[str], version: str, what: str) -> None:
-    result = box.container.exec_run(argv, environment=APT_ENV)
-    out = result.output.decode(errors="replace")
-    box.say(f"+ {' '.join(argv)}\n{out}", end="")
+def check_version(box: Container, argv: list[str], version: str, what: str, read_only: bool = False) -> None:
+    if read_only:
+        code, out = box.run_read_only(argv, env=APT_ENV)
+        box.say(f"+ {' '.join(argv)}  (emulated: in a read-only copy of this container)\n{out}", end="")
+    else:
+        result = box.container.exec_run(argv, environment=APT_ENV)
+        code, out = result.exit_code, result.output.decode(errors="replace")
+        box.say(f"+ {' '.join(argv)}\n{out}", end="")
     version = re.match(r"\d+(\.\d+)*", version).group(0)  # type: ignore[union-attr]  # a snapshot (1.37.0-dev) prints its release
-    if result.exit_code != 0 or version not in out:
-        why = f"it returned {result.exit_code}" if result.exit_code != 0 else f"its output does not name version {version}"
+    if code != 0 or version not in out:
+        why = f"it returned {code}" if code != 0 else f"its output does not name version {version}"
         raise ContainerError(f"{what}: `{' '.join(argv)}` failed because {why}:\n{out.strip()}", hint="see artifacts/<recipe>/logs/accept.log")

@@ -70,6 +70,7 @@ class Container:
         owner: str = "",
         network: str = "none",
         user: str = "",
+        read_only: bool = False,
     ) -> None:
         self.client = client
         self.image = image
@@ -81,6 +82,7 @@ class Container:
         self.owner = owner
         self.network = network  # builds run offline; apt needs "bridge", or "host" to reach the host's 127.0.0.1
         self.user = user
+        self.read_only = read_only
         self.container: Any = None
         self.timings: list[tuple[list[str], float]] = []  # each call's argv and wall time
 
@@ -89,7 +91,7 @@ class Container:
             self.container = self.client.containers.create(
                 self.image, ["sleep", "infinity"], name=f"criobuild-{uuid.uuid4().hex[:12]}",
                 labels={LABEL: self.owner or "criobuild"}, volumes=self.volumes, environment=self.env,
-                working_dir=self.workdir, network_mode=self.network, user=self.user, detach=True,
+                working_dir=self.workdir, network_mode=self.network, user=self.user, read_only=self.read_only, detach=True,
             )  # fmt: skip
             self.container.start()
         self._previous_term = set_signal(signal.SIGTERM, raise_interrupt)
@@ -126,6 +128,18 @@ class Container:
         if result.exit_code != 0:
             raise ContainerError(f"{self.what}: `{' '.join(argv)}` failed because it returned {result.exit_code}: {result.output.decode(errors='replace')}")
         return result.output.decode()
+
+    def run_read_only(self, argv: list[str], env: dict[str, str] | None = None) -> tuple[int, str]:
+        """Run argv in a new container of this one's filesystem as it is now, mounted read-only; (exit code, output)."""
+        with terminate_as_interrupt():
+            image = self.container.commit(changes=[f"LABEL {LABEL}={self.owner or 'criobuild'}"])
+        try:
+            with Container(self.client, image.id, env=env, what=self.what, owner=self.owner, read_only=True) as copy:
+                result = copy.container.exec_run(argv)
+                return result.exit_code, result.output.decode(errors="replace")
+        finally:
+            with terminate_as_interrupt():
+                self.client.images.remove(image.id, force=True)
 
     def copy_into(self, source: Path, dest: str) -> None:
         """Copy the contents of a host directory into dest (created if needed), streamed through GNU tar."""

@@ -104,6 +104,9 @@ class Upstream:
     required = True  # every recipe pins it
     version_command: tuple[str, ...] = ()  # prints the version once installed
     runtime: Runtime | None = None  # set for OCI runtimes
+    # Under qemu-user, run version_command from a read-only copy of the container (a program that
+    # re-executes itself from a memfd unless its binary is read-only, which qemu-user cannot follow).
+    emulated_read_only = False
 
     def build_packages(self, pin: Component) -> tuple[str, ...]:
         """Debian packages its build needs in the builder image, beyond the common ones."""

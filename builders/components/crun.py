@@ -36,6 +36,10 @@ class Crun(Upstream):
     )  # fmt: skip
     version_command = (f"{RUNTIME_DIR}/crun", "--version")
     runtime = Runtime("crun", f"{RUNTIME_DIR}/crun", "/run/crun")
+    # crun copies itself into a sealed memfd and re-executes that unless its binary sits on a read-only
+    # filesystem (src/libcrun/cloned_binary.c); qemu-user cannot exec the memfd, so `crun --version`
+    # exits 1 with no output there. On a Pi (native) the installed path runs as it is.
+    emulated_read_only = True
 
     def build_packages(self, pin: Component) -> tuple[str, ...]:
         return (
