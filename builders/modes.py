@@ -133,6 +133,6 @@ def resolve_mode(requested: str, target: Arch) -> BuildMode:
         return Native("native", target)
     if requested == "qemu":
         return Native("native", target) if host_arch() == target else Qemu("qemu", target)
-    if requested == "cross":
-        return Cross("cross", target)
+    if requested == "cross":  # for the host's own architecture there is nothing to cross
+        return Native("native", target) if host_arch() == target else Cross("cross", target)
     raise ContainerError(f"unknown build mode {requested!r}", hint="use CRIOBUILD_MODE=auto, native, qemu or cross")

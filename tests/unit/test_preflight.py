@@ -81,6 +81,12 @@ def test_auto_mode_cross_compiles_on_x86_and_builds_natively_on_arm64() -> None:
     assert resolve_mode("auto", Arch.arm64).name == expected
 
 
+@pytest.mark.parametrize("requested", ["auto", "cross", "qemu", "native"])
+def test_every_mode_builds_the_hosts_own_architecture_natively(requested: str) -> None:
+    mode = resolve_mode(requested, host_arch())  # trixie-amd64 on an x86_64 host: nothing to cross or emulate
+    assert mode.name == "native" and mode.env().get("CC") is None and mode.toolchain_arch(host_arch()) == host_arch()
+
+
 def test_unknown_mode_setting_is_refused() -> None:
     with pytest.raises(Exception, match="CRIOBUILD_MODE='fast' is not allowed"):
         load_settings({"CRIOBUILD_MODE": "fast"})

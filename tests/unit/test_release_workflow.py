@@ -78,7 +78,8 @@ def test_matrix_is_every_target_the_tool_knows(tmp_path: Path) -> None:
     targets = matrix_targets(tmp_path)
     assert targets[0] == "" and len(targets) == len(TARGETS)  # "": the recipe's own target, trixie arm64
     assert {"@trixie-armhf", "@bookworm-arm64", "@bullseye-armhf", "@noble-arm64", "@jammy-armhf"} <= set(targets)
-    assert "!contains(matrix.target, 'armhf') && vars.CRIOBUILD_ARM64_RUNNER" in build["runs-on"]  # arm64 natively where a runner is
+    # arm64 natively where a runner is; armhf cross and amd64 natively on ubuntu-24.04
+    assert "!contains(matrix.target, 'armhf') && !contains(matrix.target, 'amd64') && vars.CRIOBUILD_ARM64_RUNNER || 'ubuntu-24.04'" in build["runs-on"]
 
 
 def test_matrix_is_every_recipe_in_the_recipes_directory(tmp_path: Path) -> None:
