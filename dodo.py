@@ -122,6 +122,14 @@ def task_accept():
         yield accept_task(recipe, SETTINGS)
 
 
+def task_pod():
+    """Boot a clean container with a recipe's .debs and run a pod with crictl, natively: `doit pod:crio-1.36@trixie-amd64`."""
+    from builders.pod import pod_task
+
+    for recipe in RECIPES:
+        yield pod_task(recipe, SETTINGS)
+
+
 def task_repo():
     """Signed apt repository of the built .debs in artifacts/apt/ (CRIOBUILD_GPG_KEY signs it)."""
     from builders.apt_repo import repo_task

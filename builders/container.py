@@ -71,6 +71,8 @@ class Container:
         network: str = "none",
         user: str = "",
         read_only: bool = False,
+        command: list[str] | None = None,
+        options: dict[str, Any] | None = None,
     ) -> None:
         self.client = client
         self.image = image
@@ -83,15 +85,17 @@ class Container:
         self.network = network  # builds run offline; apt needs "bridge", or "host" to reach the host's 127.0.0.1
         self.user = user
         self.read_only = read_only
+        self.command = command or ["sleep", "infinity"]
+        self.options = options or {}  # more of docker's create arguments (cap_add, tmpfs, mounts …)
         self.container: Any = None
         self.timings: list[tuple[list[str], float]] = []  # each call's argv and wall time
 
     def __enter__(self) -> Container:
         with terminate_as_interrupt():
             self.container = self.client.containers.create(
-                self.image, ["sleep", "infinity"], name=f"criobuild-{uuid.uuid4().hex[:12]}",
+                self.image, self.command, name=f"criobuild-{uuid.uuid4().hex[:12]}",
                 labels={LABEL: self.owner or "criobuild"}, volumes=self.volumes, environment=self.env,
-                working_dir=self.workdir, network_mode=self.network, user=self.user, read_only=self.read_only, detach=True,
+                working_dir=self.workdir, network_mode=self.network, user=self.user, read_only=self.read_only, detach=True, **self.options,
             )  # fmt: skip
             self.container.start()
         self._previous_term = set_signal(signal.SIGTERM, raise_interrupt)
@@ -129,17 +133,22 @@ class Container:
             raise ContainerError(f"{self.what}: `{' '.join(argv)}` failed because it returned {result.exit_code}: {result.output.decode(errors='replace')}")
         return result.output.decode()
 
-    def run_read_only(self, argv: list[str], env: dict[str, str] | None = None) -> tuple[int, str]:
-        """Run argv in a new container of this one's filesystem as it is now, mounted read-only; (exit code, output)."""
+    @contextmanager
+    def snapshot(self) -> Iterator[str]:
+        """An image of this container's filesystem as it is now (its id), removed afterwards."""
         with terminate_as_interrupt():
             image = self.container.commit(changes=[f"LABEL {LABEL}={self.owner or 'criobuild'}"])
         try:
-            with Container(self.client, image.id, env=env, what=self.what, owner=self.owner, read_only=True) as copy:
-                result = copy.container.exec_run(argv)
-                return result.exit_code, result.output.decode(errors="replace")
+            yield image.id
         finally:
             with terminate_as_interrupt():
                 self.client.images.remove(image.id, force=True)
+
+    def run_read_only(self, argv: list[str], env: dict[str, str] | None = None) -> tuple[int, str]:
+        """Run argv in a new container of this one's filesystem as it is now, mounted read-only; (exit code, output)."""
+        with self.snapshot() as image, Container(self.client, image, env=env, what=self.what, owner=self.owner, read_only=True) as copy:
+            result = copy.container.exec_run(argv)
+            return result.exit_code, result.output.decode(errors="replace")
 
     def copy_into(self, source: Path, dest: str) -> None:
         """Copy the contents of a host directory into dest (created if needed), streamed through GNU tar."""

@@ -1,0 +1,302 @@
+"""The pod test: crio from a recipe's .debs runs a pod, in a clean container of the target booted as a Pi boots.
+
+`doit pod:crio-1.36@trixie-amd64` installs the .debs with apt in a container of the target's base image
+(with systemd, and skopeo to load images), boots it with systemd as PID 1, and drives crio with crictl
+as the kubelet would: a pod sandbox from the recipe's pause image, two containers in it, exec, logs,
+stats, then stop and remove, after which no pod, container or mount of theirs may be left.
+
+It runs natively only: QEMU user emulation cannot create the namespaces runc and crun set up (clone with
+CLONE_NEWNS or CLONE_NEWPID gets EINVAL under qemu-aarch64). On an x86_64 host the recipe's trixie-amd64
+build stands in for trixie arm64 (same crio.conf, units and relations); on an arm64 host it runs as is.
+
+No registry is reached: the pause image (a few lines of C, builders/data/pod/pause.c, linked static) and a
+busybox image (Debian's busybox-static) are built here and copied into crio's storage with skopeo.
+"""
+from __future__ import annotations
+
+import io
+import ipaddress
+import json
+import re
+import tarfile
+import tempfile
+import time
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, Iterator
+
+from .arch import host_arch
+from .container import Container
+from .errors import ContainerError, PackageError
+from .recipe import Recipe
+from .settings import Settings
+
+DATA = Path(__file__).with_name("data") / "pod"
+APT_ENV = {"DEBIAN_FRONTEND": "noninteractive", "LANG": "C.UTF-8"}
+BUSYBOX = "localhost/criobuild/busybox:test"
+# What the node needs beyond our packages: systemd as PID 1, and skopeo to put images into crio's storage.
+NODE_PACKAGES = ("systemd-sysv", "dbus", "skopeo")
+# Docker refuses --privileged on our machines (its daemon lacks CAP_SYS_RESOURCE), and the node needs less:
+NODE_OPTIONS: dict[str, Any] = {
+    "cap_add": ["SYS_ADMIN", "NET_ADMIN"],  # mounts and namespaces (crio, conmon, the runtimes); the pod's bridge and iptables
+    "security_opt": ["seccomp=unconfined"],  # docker's seccomp profile refuses mount, unshare and pivot_root without --privileged
+    "cgroupns": "private",  # the node's cgroups are its own tree, as a Pi's are
+    "tmpfs": {"/run": "", "/run/lock": "", "/tmp": ""},  # systemd wants them; /tmp: conmon's and the pod's logs
+    "stop_signal": "SIGRTMIN+3",  # what makes systemd shut down
+}
+# Docker mounts the cgroup hierarchies read-only without --privileged: remount them writable (only the
+# node's own subtree, cgroupns=private) so systemd and crio can make cgroups, then boot.
+CGROUP_MOUNTS = r"""awk '{for (i = 7; $i != "-"; i++); if ($(i + 1) ~ /^cgroup/) print $5}'"""  # mountinfo: fstype after "-"
+BOOT = f'for m in $({CGROUP_MOUNTS} /proc/self/mountinfo); do mount -o remount,bind,rw "$m"; done; exec /sbin/init'
+# Where crio keeps what a pod mounts; after the pod is removed none of these may be mounted.
+POD_MOUNTS = re.compile(r" (/run/containers/storage/|/var/lib/containers/storage/overlay/|/run/netns/|/var/run/netns/|/run/(ipc|uts|user|pid)ns/|/run/crio/)")
+
+
+def pod_task(recipe: Recipe, settings: Settings) -> dict[str, Any]:
+    from .deb import deb_path
+    from .tasks import as_action
+
+    return {
+        "name": recipe.name,
+        "doc": f"boot a clean {recipe.target.suite} {recipe.target.arch} container with {recipe.name}'s .debs and run a pod with crictl (natively)",
+        "actions": [(as_action(pod_test), [recipe, settings])],
+        "file_dep": [deb_path(recipe, c, settings) for c in recipe.components],
+        "uptodate": [False],  # a test: it runs whenever asked
+        "verbosity": 2,
+    }
+
+
+def pod_test(recipe: Recipe, settings: Settings) -> None:
+    from .container import docker_client
+    from .images import ensure_base_image
+
+    check_native(recipe)
+    debs = recipe_debs(recipe, settings)
+    client = docker_client()
+    base = ensure_base_image(client, recipe.target, settings.base_source)
+    logs = settings.artifacts / recipe.name / "logs"
+    logs.mkdir(parents=True, exist_ok=True)
+    what = f"pod test of {recipe.name}"
+    owner = str(settings.artifacts / recipe.name)
+    with (logs / "pod.log").open("w") as log, tempfile.TemporaryDirectory(prefix="criobuild-pod-") as tmp:
+        inputs = Path(tmp)
+        make_images(client, base, inputs / "images", log, what, owner)
+        for deb in debs:
+            (inputs / "debs").mkdir(exist_ok=True)
+            (inputs / "debs" / deb.name).write_bytes(deb.read_bytes())
+        with installed_node(client, base, inputs, debs, log, what, owner) as image:
+            with booted(client, image, log, what, owner) as node:
+                report = run_pod(node, recipe, what)
+    out = settings.artifacts / recipe.name / "pod-report.json"
+    out.write_text(json.dumps(report, indent=2) + "\n")
+    print(f"{what}: pod {report['pod_ip']} ran 2 containers on {recipe.target.distro} {recipe.target.suite} {recipe.target.arch} "
+          f"({report['cgroup_manager']}); nothing left after rmp. Report: {out}")  # fmt: skip
+
+
+def check_native(recipe: Recipe) -> None:
+    if recipe.target.arch != host_arch():
+        native = recipe.name.split("@")[0] + f"@trixie-{host_arch()}" if host_arch().value == "amd64" else recipe.name
+        raise ContainerError(
+            f"cannot run the pod test of {recipe.name} on this {host_arch()} host because QEMU user emulation cannot create "
+            f"the namespaces a container needs (clone with CLONE_NEWNS or CLONE_NEWPID fails with EINVAL)",
+            hint=f"run it natively: `doit build:{native} pod:{native}` here, or `doit pod:{recipe.name}` on an {recipe.target.arch} machine",
+        )
+
+
+def recipe_debs(recipe: Recipe, settings: Settings) -> list[Path]:
+    from .deb import deb_path
+
+    debs = [deb_path(recipe, c, settings) for c in recipe.components]
+    missing = [d.name for d in debs if not d.is_file()]
+    if missing:
+        raise PackageError(f"cannot run the pod test because {settings.artifacts / recipe.name} lacks {', '.join(missing)}", hint=f"run `doit build:{recipe.name}` first")
+    return debs
+
+
+# --------------------------------------------------------------------------- images, made here
+
+
+def make_images(client: Any, base: str, out: Path, log: Any, what: str, owner: str) -> None:
+    """pause.tar and busybox.tar (docker-archive) in out: the pause program built static, Debian's busybox-static."""
+    with Container(client, base, log=log, what=f"{what}: making the images", owner=owner, network="bridge") as box:
+        box.call(["apt-get", "update", "-q"], env=APT_ENV)
+        box.call(["apt-get", "install", "-y", "-q", "--no-install-recommends", "gcc", "libc6-dev", "busybox-static"], env=APT_ENV)
+        box.copy_into(DATA, "/src")
+        box.call(["sh", "-euc", "mkdir -p /out/pause /out/busybox/bin && gcc -static -Os -s -o /out/pause/pause /src/pause.c && "
+                  "cp /bin/busybox /out/busybox/bin/busybox && chroot /out/busybox /bin/busybox --install -s /bin"])  # fmt: skip
+        box.copy_out("/out", out / "rootfs")
+    out.mkdir(parents=True, exist_ok=True)
+    image_archive(client, out / "rootfs" / "pause", ["/pause"], out / "pause.tar", owner)
+    image_archive(client, out / "rootfs" / "busybox", ["/bin/sh"], out / "busybox.tar", owner)
+
+
+def image_archive(client: Any, rootfs: Path, entrypoint: list[str], dest: Path, owner: str) -> None:
+    """A one-layer image of rootfs saved as a docker-archive (what skopeo reads); the engine keeps nothing."""
+    context = io.BytesIO()
+    dockerfile = f"FROM scratch\nCOPY rootfs/ /\nENTRYPOINT {json.dumps(entrypoint)}\n".encode()
+    with tarfile.open(fileobj=context, mode="w") as tar:
+        info = tarfile.TarInfo("Dockerfile")
+        info.size = len(dockerfile)
+        tar.addfile(info, io.BytesIO(dockerfile))
+        tar.add(rootfs, arcname="rootfs")
+    context.seek(0)
+    image, _ = client.images.build(fileobj=context, custom_context=True, rm=True, forcerm=True, labels={"io.criobuild": owner})
+    try:
+        with dest.open("wb") as f:
+            for chunk in image.save(named=False):
+                f.write(chunk)
+    finally:
+        client.images.remove(image.id, force=True)
+
+
+# --------------------------------------------------------------------------- the node
+
+
+@contextmanager
+def installed_node(client: Any, base: str, inputs: Path, debs: list[Path], log: Any, what: str, owner: str) -> Iterator[str]:
+    """An image of the target's base with our .debs (and systemd, skopeo) installed by apt; removed afterwards."""
+    with Container(client, base, log=log, what=what, owner=owner, network="bridge") as box:
+        box.copy_into(inputs, "/criobuild")
+        box.call(["apt-get", "update", "-q"], env=APT_ENV)
+        box.call(["apt-get", "install", "-y", "-q", "--no-install-recommends", *NODE_PACKAGES, *(f"/criobuild/debs/{d.name}" for d in debs)], env=APT_ENV)
+        with box.snapshot() as image:
+            yield image
+
+
+@contextmanager
+def booted(client: Any, image: str, log: Any, what: str, owner: str) -> Iterator[Container]:
+    """The node running with systemd as PID 1 and crio started by its unit; its storage on a volume of its own."""
+    from docker.types import Mount
+
+    options = NODE_OPTIONS | {"mounts": [Mount("/var/lib/containers", None, type="volume")]}  # overlay cannot sit on docker's overlay
+    with Container(client, image, log=log, what=what, owner=owner, network="bridge", command=["sh", "-c", BOOT], env={"container": "docker"}, options=options) as node:
+        wait_for_systemd(node, what)
+        wait_for_crio(node, what)
+        yield node
+
+
+def wait_for_systemd(node: Container, what: str, seconds: int = 120) -> None:
+    state = node.container.exec_run(["timeout", str(seconds), "systemctl", "is-system-running", "--wait"]).output.decode().strip()
+    node.say(f"systemd: {state}")
+    if state not in ("running", "degraded"):
+        raise ContainerError(f"{what}: systemd did not finish booting the node because it says {state!r}", hint=journal(node, ""))
+
+
+def wait_for_crio(node: Container, what: str, seconds: int = 120) -> None:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if node.container.exec_run(["crictl", "info"]).exit_code == 0:
+            node.say(node.output(["crictl", "version"]), end="")
+            return
+        if node.container.exec_run(["systemctl", "is-failed", "--quiet", "crio"]).exit_code == 0:
+            break
+        time.sleep(2)
+    raise ContainerError(f"{what}: crio does not answer on its socket; its journal says:\n{journal(node, 'crio')}", hint="the full log is artifacts/<recipe>/logs/pod.log")
+
+
+def journal(node: Container, unit: str, lines: int = 30) -> str:
+    argv = ["journalctl", "--no-pager", "-o", "cat", "-n", str(lines)] + (["-u", unit] if unit else ["-p", "warning"])
+    return node.container.exec_run(argv).output.decode(errors="replace").strip()
+
+
+# --------------------------------------------------------------------------- the pod
+
+
+def crictl(node: Container, what: str, *args: str) -> str:
+    """crictl's output; on failure, its own words and crio's journal."""
+    result = node.container.exec_run(["crictl", *args])
+    out = result.output.decode(errors="replace")
+    node.say(f"+ crictl {' '.join(args)}\n{out}", end="" if out.endswith("\n") or not out else "\n")
+    if result.exit_code != 0:
+        raise ContainerError(f"{what}: `crictl {' '.join(args)}` failed: {out.strip()}\ncrio's journal:\n{journal(node, 'crio', 15)}", hint="the full log is artifacts/<recipe>/logs/pod.log")
+    return out.strip()
+
+
+def crio_config(node: Container) -> dict[str, Any]:
+    import tomllib
+
+    return tomllib.loads(node.output(["sh", "-c", "crio config 2>/dev/null"]))["crio"]
+
+
+def load_images(node: Container, recipe: Recipe, what: str) -> None:
+    """Copy the images into the storage crio reads (its root, runroot and driver), named as crio will ask for them."""
+    config = crio_config(node)
+    driver = config.get("storage_driver") or "overlay"
+    store = f"containers-storage:[{driver}@{config.get('root', '/var/lib/containers/storage')}+{config.get('runroot', '/run/containers/storage')}]"
+    for archive, name in (("pause.tar", recipe.pause_image), ("busybox.tar", BUSYBOX)):
+        node.call(["skopeo", "copy", "--quiet", f"docker-archive:/criobuild/images/{archive}", store + name])
+
+
+def pod_files(recipe: Recipe) -> dict[str, dict[str, Any]]:
+    """crictl's pod and container configs: a web server and a client that fetches from it over the pod's localhost."""
+    pod = {"metadata": {"name": "criobuild", "namespace": "default", "uid": "criobuild-pod", "attempt": 0}, "log_directory": "/tmp/criobuild-pod", "linux": {}}
+    serve = "mkdir -p /www && echo criobuild-web > /www/index.html && echo 'web: serving /www on 8080' && exec httpd -f -p 8080 -h /www"
+    web = {"metadata": {"name": "web"}, "image": {"image": BUSYBOX}, "command": ["/bin/sh", "-c", serve], "log_path": "web.log", "linux": {}}
+    client = {"metadata": {"name": "client"}, "image": {"image": BUSYBOX}, "command": ["/bin/sleep", "3600"], "log_path": "client.log", "linux": {}}
+    return {"pod.json": pod, "web.json": web, "client.json": client}
+
+
+def run_pod(node: Container, recipe: Recipe, what: str) -> dict[str, Any]:
+    load_images(node, recipe, what)
+    for name, content in pod_files(recipe).items():
+        node.call(["sh", "-c", f"mkdir -p /criobuild/pod && cat > /criobuild/pod/{name} <<'EOF'\n{json.dumps(content)}\nEOF"])
+    before = pod_mounts(node)
+    pod = crictl(node, what, "runp", "/criobuild/pod/pod.json")
+    web = crictl(node, what, "create", pod, "/criobuild/pod/web.json", "/criobuild/pod/pod.json")
+    crictl(node, what, "start", web)
+    client = crictl(node, what, "create", pod, "/criobuild/pod/client.json", "/criobuild/pod/pod.json")
+    crictl(node, what, "start", client)
+    fetched = retry(lambda: crictl(node, what, "exec", client, "wget", "-qO-", "http://127.0.0.1:8080/"), what)
+    expect(fetched == "criobuild-web", what, f"the client fetched {fetched!r} from the web container over localhost, not 'criobuild-web'")
+    logs = crictl(node, what, "logs", web)
+    expect("web: serving /www on 8080" in logs, what, f"`crictl logs` does not show what the web container printed: {logs!r}")
+    ip = pod_ip(crictl(node, what, "inspectp", "-o", "json", pod))
+    subnet = bridge_subnet(node)
+    expect(ip in subnet, what, f"the pod's address {ip} is not in the bridge network {subnet}")
+    stats = crictl(node, what, "stats")
+    expect(web[:13] in stats and client[:13] in stats, what, f"`crictl stats` does not list both containers:\n{stats}")
+    crictl(node, what, "stopp", pod)
+    crictl(node, what, "rmp", pod)
+    left = {"pods": crictl(node, what, "pods", "-q"), "containers": crictl(node, what, "ps", "-a", "-q"), "mounts": "\n".join(sorted(pod_mounts(node) - before))}
+    expect(not any(left.values()), what, f"the pod left something behind after rmp: {left}")
+    return {"pod_ip": str(ip), "bridge": str(subnet), "exec": fetched, "logs": logs, "cgroup_manager": crio_config(node)["runtime"].get("cgroup_manager", "systemd"), "left": left}
+
+
+def retry(call: Any, what: str, attempts: int = 10) -> Any:
+    """httpd may not listen yet when the client first asks."""
+    for attempt in range(attempts):
+        try:
+            return call()
+        except ContainerError:
+            if attempt == attempts - 1:
+                raise
+            time.sleep(1)
+
+
+def expect(ok: bool, what: str, why: str) -> None:
+    if not ok:
+        raise ContainerError(f"{what}: {why}", hint="the full log is artifacts/<recipe>/logs/pod.log")
+
+
+def pod_mounts(node: Container) -> set[str]:
+    return mounts_of_pods(node.output(["cat", "/proc/1/mountinfo"]))
+
+
+def mounts_of_pods(mountinfo: str) -> set[str]:
+    return {line.split()[4] for line in mountinfo.splitlines() if POD_MOUNTS.search(" " + line.split()[4])}
+
+
+def pod_ip(inspect: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address:
+    return ipaddress.ip_address(json.loads(inspect)["status"]["network"]["ip"])
+
+
+def bridge_subnet(node: Container) -> ipaddress.IPv4Network | ipaddress.IPv6Network:
+    return subnet_of(node.output(["sh", "-c", "cat /etc/cni/net.d/*crio*bridge*"]))
+
+
+def subnet_of(text: str) -> ipaddress.IPv4Network | ipaddress.IPv6Network:
+    """The subnet of the bridge CNI config our cri-o package installs (a .conf or a .conflist; its IPAM's first range)."""
+    config = json.loads(text)
+    ipam = next(p for p in config.get("plugins", [config]) if p.get("type") == "bridge")["ipam"]
+    subnet = ipam["ranges"][0][0]["subnet"] if "ranges" in ipam else ipam["subnet"]
+    return ipaddress.ip_network(subnet)

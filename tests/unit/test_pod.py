@@ -1,0 +1,85 @@
+"""The pod test's parts that need no node: what it refuses, how it boots, what it reads back."""
+from __future__ import annotations
+
+import ipaddress
+import json
+import subprocess
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+
+from builders import pod
+from builders.arch import Arch, host_arch
+from builders.errors import ContainerError
+from builders.recipe import for_every_target, load_recipe
+
+REPO = Path(__file__).resolve().parents[2]
+RECIPE = load_recipe(REPO / "recipes" / "crio-1.36.toml")
+
+# A docker container's /proc/self/mountinfo on a cgroup v1 host (ours) and on a cgroup v2 host (GitHub's runners).
+MOUNTINFO_V1 = """\
+161 160 0:69 / /sys/fs/cgroup ro,nosuid,nodev,noexec - tmpfs tmpfs ro,size=4096k,mode=755
+162 161 0:29 / /sys/fs/cgroup/cpu ro,nosuid,nodev,noexec,relatime - cgroup cgroup rw,cpu
+165 161 0:32 / /sys/fs/cgroup/memory ro,nosuid,nodev,noexec,relatime master:9 - cgroup cgroup rw,memory
+170 161 0:37 / /sys/fs/cgroup/systemd ro,nosuid,nodev,noexec,relatime - cgroup systemd rw,name=systemd
+77 161 0:38 / /sys/fs/cgroup/unified rw,nosuid,nodev,noexec,relatime - cgroup2 cgroup2 rw
+60 59 0:40 / /run rw,nosuid,nodev - tmpfs tmpfs rw
+"""
+MOUNTINFO_V2 = """\
+59 58 0:30 / /sys/fs/cgroup ro,nosuid,nodev,noexec,relatime - cgroup2 cgroup rw,nsdelegate
+60 55 0:40 / /tmp rw,nosuid,nodev - tmpfs tmpfs rw
+"""
+
+
+@pytest.mark.parametrize("mountinfo, expected", [
+    (MOUNTINFO_V1, ["/sys/fs/cgroup/cpu", "/sys/fs/cgroup/memory", "/sys/fs/cgroup/systemd", "/sys/fs/cgroup/unified"]),
+    (MOUNTINFO_V2, ["/sys/fs/cgroup"]),
+])  # fmt: skip
+def test_the_boot_remounts_every_cgroup_hierarchy_and_nothing_else(tmp_path: Path, mountinfo: str, expected: list[str]) -> None:
+    (tmp_path / "mountinfo").write_text(mountinfo)
+    out = subprocess.run(["sh", "-c", f"{pod.CGROUP_MOUNTS} {tmp_path / 'mountinfo'}"], capture_output=True, text=True, check=True).stdout
+    assert out.split() == expected
+    assert pod.BOOT.endswith("exec /sbin/init")
+
+
+def test_a_foreign_target_is_refused_with_the_native_command_to_run_instead() -> None:
+    foreign = next(r for r in for_every_target(RECIPE) if r.target.arch != host_arch())
+    with pytest.raises(ContainerError) as error:
+        pod.check_native(foreign)
+    assert "QEMU user emulation cannot create the namespaces" in str(error.value)
+    if host_arch() == Arch.amd64:
+        assert "`doit build:crio-1.36@trixie-amd64 pod:crio-1.36@trixie-amd64`" in error.value.hint
+
+
+def test_the_hosts_own_target_is_accepted() -> None:
+    native = next(r for r in for_every_target(RECIPE) if r.target.arch == host_arch())
+    pod.check_native(native)
+
+
+def test_what_a_pod_leaves_mounted_is_told_apart_from_the_node() -> None:
+    mountinfo = MOUNTINFO_V1 + (
+        "300 60 0:50 / /run/netns/a3c1 rw shared:5 - nsfs nsfs rw\n"
+        "301 60 0:51 / /run/containers/storage/overlay-containers/4f2e/userdata/shm rw - tmpfs shm rw\n"
+        "302 60 0:52 / /var/lib/containers/storage/overlay/9d1b/merged rw - overlay overlay rw\n"
+        "303 60 0:53 / /run/lock rw - tmpfs tmpfs rw\n"
+    )
+    assert pod.mounts_of_pods(mountinfo) == {
+        "/run/netns/a3c1", "/run/containers/storage/overlay-containers/4f2e/userdata/shm", "/var/lib/containers/storage/overlay/9d1b/merged",
+    }  # fmt: skip
+
+
+@pytest.mark.parametrize("config", [
+    {"cniVersion": "1.0.0", "name": "crio", "plugins": [{"type": "bridge", "ipam": {"type": "host-local", "ranges": [[{"subnet": "10.85.0.0/16"}]]}}]},
+    {"cniVersion": "0.3.1", "name": "crio-bridge", "type": "bridge", "ipam": {"type": "host-local", "subnet": "10.88.0.0/16"}},
+])  # fmt: skip
+def test_the_bridge_subnet_is_read_from_a_conflist_and_from_an_old_conf(config: dict) -> None:
+    subnet = ipaddress.ip_network(config.get("plugins", [config])[0]["ipam"].get("subnet") or "10.85.0.0/16")
+    assert pod.subnet_of(json.dumps(config)) == subnet
+    assert pod.pod_ip(json.dumps({"status": {"network": {"ip": str(subnet[5])}}})) in subnet
+
+
+def test_the_pod_uses_the_recipes_pause_image_only_through_crio_and_local_images_for_its_containers() -> None:
+    files = pod.pod_files(replace(RECIPE, name="x"))
+    assert {c["image"]["image"] for n, c in files.items() if n != "pod.json"} == {pod.BUSYBOX}
+    assert "httpd" in files["web.json"]["command"][-1] and files["pod.json"]["metadata"]["uid"]
