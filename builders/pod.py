@@ -35,12 +35,13 @@ DATA = Path(__file__).with_name("data") / "pod"
 APT_ENV = {"DEBIAN_FRONTEND": "noninteractive", "LANG": "C.UTF-8"}
 BUSYBOX = "localhost/criobuild/busybox:test"
 # What the node needs beyond our packages: systemd as PID 1, and skopeo to put images into crio's storage.
-NODE_PACKAGES = ("systemd-sysv", "dbus", "skopeo")
+NODE_PACKAGES = ("systemd-sysv", "dbus", "skopeo", "jq")  # jq: OOM_WRAPPER
 # Docker refuses --privileged on our machines (its daemon lacks CAP_SYS_RESOURCE), and the node needs less:
 NODE_OPTIONS: dict[str, Any] = {
     "cap_add": ["SYS_ADMIN", "NET_ADMIN"],  # mounts and namespaces (crio, conmon, the runtimes); the pod's bridge and iptables
     "security_opt": ["seccomp=unconfined"],  # docker's seccomp profile refuses mount, unshare and pivot_root without --privileged
     "cgroupns": "private",  # the node's cgroups are its own tree, as a Pi's are
+    "device_cgroup_rules": ["a *:* rwm"],  # a pod's device rules can only narrow what its node's cgroup allows
     "tmpfs": {"/run": "", "/run/lock": "", "/tmp": ""},  # systemd wants them; /tmp: conmon's and the pod's logs
     "stop_signal": "SIGRTMIN+3",  # what makes systemd shut down
 }
@@ -48,6 +49,21 @@ NODE_OPTIONS: dict[str, Any] = {
 # node's own subtree, cgroupns=private) so systemd and crio can make cgroups, then boot.
 CGROUP_MOUNTS = r"""awk '{for (i = 7; $i != "-"; i++); if ($(i + 1) ~ /^cgroup/) print $5}'"""  # mountinfo: fstype after "-"
 BOOT = f'for m in $({CGROUP_MOUNTS} /proc/self/mountinfo); do mount -o remount,bind,rw "$m"; done; exec /sbin/init'
+# crio gives the pause container oom_score_adj -998, and lowering it needs CAP_SYS_RESOURCE in the
+# initial namespace. Where the engine cannot grant it (our VMs: no process on them holds it), each
+# runtime is started through this wrapper, which drops that one setting from the bundle and runs ours.
+OOM_WRAPPER = """#!/bin/sh
+# criobuild pod test: this machine refuses to lower oom_score_adj (no CAP_SYS_RESOURCE anywhere on it).
+for arg; do
+	case "$previous" in --bundle|-b) spec="$arg/config.json" ;; --process|-p) spec="$arg" ;; esac
+	case "$arg" in --bundle=*) spec="${arg#--bundle=}/config.json" ;; esac
+	previous="$arg"
+done
+if [ -n "$spec" ] && [ -f "$spec" ]; then
+\tjq 'del(.process.oomScoreAdj?, .oomScoreAdj?)' "$spec" > "$spec.criobuild" && mv "$spec.criobuild" "$spec"
+fi
+exec @RUNTIME@ "$@"
+"""
 # Where crio keeps what a pod mounts; after the pod is removed none of these may be mounted.
 POD_MOUNTS = re.compile(r" (/run/containers/storage/|/var/lib/containers/storage/overlay/|/run/netns/|/var/run/netns/|/run/(ipc|uts|user|pid)ns/|/run/crio/)")
 
@@ -86,11 +102,35 @@ def pod_test(recipe: Recipe, settings: Settings) -> None:
             (inputs / "debs" / deb.name).write_bytes(deb.read_bytes())
         with installed_node(client, base, inputs, debs, log, what, owner) as image:
             with booted(client, image, log, what, owner) as node:
-                report = run_pod(node, recipe, what)
+                load_images(node, recipe, what)
+                runs = [run_pod(node, what, default_runtime(recipe))]
+                switch_cgroup_manager(node, other_manager(recipe.cgroup_manager), what)
+                runs.append(run_pod(node, what, default_runtime(recipe)))
     out = settings.artifacts / recipe.name / "pod-report.json"
+    report = {"recipe": recipe.name, "target": recipe.target.name, "runs": runs}
     out.write_text(json.dumps(report, indent=2) + "\n")
-    print(f"{what}: pod {report['pod_ip']} ran 2 containers on {recipe.target.distro} {recipe.target.suite} {recipe.target.arch} "
-          f"({report['cgroup_manager']}); nothing left after rmp. Report: {out}")  # fmt: skip
+    for run in runs:
+        print(f"{what}: with cgroup_manager {run['cgroup_manager']}, pod {run['pod_ip']} ran 2 containers on {recipe.target.distro} "
+              f"{recipe.target.suite} {recipe.target.arch} under crio {run['crio_version']} ({run['runtime']}); nothing left after rmp")  # fmt: skip
+    print(f"{what}: report {out}")
+
+
+def default_runtime(recipe: Recipe) -> str:
+    from .components import cri_o
+
+    return cri_o.runtimes(recipe)[0].name
+
+
+def other_manager(manager: str) -> str:
+    return "cgroupfs" if manager == "systemd" else "systemd"
+
+
+def switch_cgroup_manager(node: Container, manager: str, what: str) -> None:
+    """What a user does whose kubelet uses the other cgroup driver: a drop-in after ours, and a restart."""
+    conmon_cgroup = "system.slice" if manager == "systemd" else "pod"  # with cgroupfs crio refuses "system.slice"
+    text = f'[crio.runtime]\ncgroup_manager = "{manager}"\nconmon_cgroup = "{conmon_cgroup}"\n'
+    node.call(["sh", "-c", f"cat > /etc/crio/crio.conf.d/50-cgroup-manager.conf <<'EOF'\n{text}EOF\nsystemctl restart crio"])
+    wait_for_crio(node, what)
 
 
 def check_native(recipe: Recipe) -> None:
@@ -169,17 +209,53 @@ def booted(client: Any, image: str, log: Any, what: str, owner: str) -> Iterator
     from docker.types import Mount
 
     options = NODE_OPTIONS | {"mounts": [Mount("/var/lib/containers", None, type="volume")]}  # overlay cannot sit on docker's overlay
+    if grants(client, image, "SYS_RESOURCE"):
+        options["cap_add"] = [*options["cap_add"], "SYS_RESOURCE"]
     with Container(client, image, log=log, what=what, owner=owner, network="bridge", command=["sh", "-c", BOOT], env={"container": "docker"}, options=options) as node:
         wait_for_systemd(node, what)
+        if "SYS_RESOURCE" not in options["cap_add"]:
+            wrap_runtimes(node, what)
         wait_for_crio(node, what)
         yield node
 
 
+def grants(client: Any, image: str, capability: str) -> bool:
+    """Whether the engine can give a container this capability (docker fails to start it otherwise)."""
+    import docker.errors
+
+    probe = client.containers.create(image, ["true"], cap_add=[capability], network_mode="none", labels={"io.criobuild": "probe"})
+    try:
+        probe.start()
+        return probe.wait()["StatusCode"] == 0
+    except docker.errors.APIError:
+        return False
+    finally:
+        probe.remove(force=True)
+
+
+def wrap_runtimes(node: Container, what: str) -> None:
+    """Start each runtime crio names through OOM_WRAPPER (a drop-in after ours), and restart crio."""
+    handlers = crio_config(node)["runtime"]["runtimes"]
+    lines = ["# criobuild pod test: this machine cannot lower oom_score_adj (see /usr/local/libexec/criobuild)"]
+    for name, handler in handlers.items():
+        wrapper = f"/usr/local/libexec/criobuild/{name}"
+        script = OOM_WRAPPER.replace("@RUNTIME@", handler["runtime_path"])
+        node.call(["sh", "-c", f"mkdir -p /usr/local/libexec/criobuild && cat > {wrapper} <<'EOF'\n{script}EOF\nchmod 755 {wrapper}"])
+        lines += [f"[crio.runtime.runtimes.{name}]", f'runtime_path = "{wrapper}"']
+    node.call(["sh", "-c", f"cat > /etc/crio/crio.conf.d/99-criobuild-pod-test.conf <<'EOF'\n" + "\n".join(lines) + "\nEOF\nsystemctl restart crio"])
+    node.say(f"{what}: this machine cannot lower oom_score_adj; crio starts {', '.join(handlers)} through a wrapper that drops it")
+
+
 def wait_for_systemd(node: Container, what: str, seconds: int = 120) -> None:
-    state = node.container.exec_run(["timeout", str(seconds), "systemctl", "is-system-running", "--wait"]).output.decode().strip()
-    node.say(f"systemd: {state}")
-    if state not in ("running", "degraded"):
-        raise ContainerError(f"{what}: systemd did not finish booting the node because it says {state!r}", hint=journal(node, ""))
+    deadline = time.monotonic() + seconds
+    state = ""
+    while time.monotonic() < deadline:  # systemctl cannot connect until PID 1 has made its socket
+        state = node.container.exec_run(["timeout", str(seconds), "systemctl", "is-system-running", "--wait"]).output.decode().strip()
+        if state in ("running", "degraded"):
+            node.say(f"systemd: {state}" + (f"; failed units:\n{node.output(['systemctl', '--failed', '--no-legend'])}" if state == "degraded" else ""))
+            return
+        time.sleep(1)
+    raise ContainerError(f"{what}: systemd did not finish booting the node because it says {state!r}", hint=journal(node, ""))
 
 
 def wait_for_crio(node: Container, what: str, seconds: int = 120) -> None:
@@ -204,11 +280,11 @@ def journal(node: Container, unit: str, lines: int = 30) -> str:
 
 def crictl(node: Container, what: str, *args: str) -> str:
     """crictl's output; on failure, its own words and crio's journal."""
-    result = node.container.exec_run(["crictl", *args])
-    out = result.output.decode(errors="replace")
-    node.say(f"+ crictl {' '.join(args)}\n{out}", end="" if out.endswith("\n") or not out else "\n")
+    result = node.container.exec_run(["crictl", *args], demux=True)
+    out, err = (part.decode(errors="replace") if part else "" for part in result.output)
+    node.say(f"+ crictl {' '.join(args)}\n{out}{err}", end="" if (out + err).endswith("\n") or not out + err else "\n")
     if result.exit_code != 0:
-        raise ContainerError(f"{what}: `crictl {' '.join(args)}` failed: {out.strip()}\ncrio's journal:\n{journal(node, 'crio', 15)}", hint="the full log is artifacts/<recipe>/logs/pod.log")
+        raise ContainerError(f"{what}: `crictl {' '.join(args)}` failed: {(err or out).strip()}\ncrio's journal:\n{journal(node, 'crio', 15)}", hint="the full log is artifacts/<recipe>/logs/pod.log")
     return out.strip()
 
 
@@ -227,7 +303,7 @@ def load_images(node: Container, recipe: Recipe, what: str) -> None:
         node.call(["skopeo", "copy", "--quiet", f"docker-archive:/criobuild/images/{archive}", store + name])
 
 
-def pod_files(recipe: Recipe) -> dict[str, dict[str, Any]]:
+def pod_files() -> dict[str, dict[str, Any]]:
     """crictl's pod and container configs: a web server and a client that fetches from it over the pod's localhost."""
     pod = {"metadata": {"name": "criobuild", "namespace": "default", "uid": "criobuild-pod", "attempt": 0}, "log_directory": "/tmp/criobuild-pod", "linux": {}}
     serve = "mkdir -p /www && echo criobuild-web > /www/index.html && echo 'web: serving /www on 8080' && exec httpd -f -p 8080 -h /www"
@@ -236,9 +312,9 @@ def pod_files(recipe: Recipe) -> dict[str, dict[str, Any]]:
     return {"pod.json": pod, "web.json": web, "client.json": client}
 
 
-def run_pod(node: Container, recipe: Recipe, what: str) -> dict[str, Any]:
-    load_images(node, recipe, what)
-    for name, content in pod_files(recipe).items():
+def run_pod(node: Container, what: str, default: str) -> dict[str, Any]:
+    """One pod through its life; what crictl showed of it. default: the runtime crio uses unless configured otherwise."""
+    for name, content in pod_files().items():
         node.call(["sh", "-c", f"mkdir -p /criobuild/pod && cat > /criobuild/pod/{name} <<'EOF'\n{json.dumps(content)}\nEOF"])
     before = pod_mounts(node)
     pod = crictl(node, what, "runp", "/criobuild/pod/pod.json")
@@ -259,7 +335,18 @@ def run_pod(node: Container, recipe: Recipe, what: str) -> dict[str, Any]:
     crictl(node, what, "rmp", pod)
     left = {"pods": crictl(node, what, "pods", "-q"), "containers": crictl(node, what, "ps", "-a", "-q"), "mounts": "\n".join(sorted(pod_mounts(node) - before))}
     expect(not any(left.values()), what, f"the pod left something behind after rmp: {left}")
-    return {"pod_ip": str(ip), "bridge": str(subnet), "exec": fetched, "logs": logs, "cgroup_manager": crio_config(node)["runtime"].get("cgroup_manager", "systemd"), "left": left}
+    config = crio_config(node)["runtime"]
+    return {
+        "crio_version": runtime_version(node, what),
+        "cgroup_manager": config.get("cgroup_manager", "systemd"), "runtime": config.get("default_runtime") or default,
+        "pod_ip": str(ip), "bridge": str(subnet), "exec": fetched, "logs": logs, "left": left,
+        "oom_score_adj_dropped": node.container.exec_run(["test", "-f", "/etc/crio/crio.conf.d/99-criobuild-pod-test.conf"]).exit_code == 0,
+    }  # fmt: skip
+
+
+def runtime_version(node: Container, what: str) -> str:
+    found = re.search(r"RuntimeVersion:\s*(\S+)", crictl(node, what, "version"))
+    return found.group(1) if found else "unknown"
 
 
 def retry(call: Any, what: str, attempts: int = 10) -> Any:

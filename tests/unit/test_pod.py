@@ -80,6 +80,6 @@ def test_the_bridge_subnet_is_read_from_a_conflist_and_from_an_old_conf(config: 
 
 
 def test_the_pod_uses_the_recipes_pause_image_only_through_crio_and_local_images_for_its_containers() -> None:
-    files = pod.pod_files(replace(RECIPE, name="x"))
+    files = pod.pod_files()
     assert {c["image"]["image"] for n, c in files.items() if n != "pod.json"} == {pod.BUSYBOX}
     assert "httpd" in files["web.json"]["command"][-1] and files["pod.json"]["metadata"]["uid"]
