@@ -74,9 +74,12 @@ def build_env(mode: BuildMode, source_date_epoch: int) -> dict[str, str]:
 
 
 def go_cache_volume(recipe: Recipe, mode: BuildMode, user: str) -> str:
-    """Go's build cache survives between builds, one per target, mode and user (its files are theirs)."""
+    """Go's build cache survives between builds, one per target, mode and user (its files are theirs).
+
+    Per release too: Go's cache keys do not cover the C library headers cgo compiles against, and
+    bullseye armhf linked trixie's time64 runtime/cgo (`undefined reference to __nanosleep64`) from a shared one."""
     suffix = f"-u{user.split(':')[0]}" if user else ""
-    return f"criobuild-gocache-{recipe.target.arch}-{mode.name}{suffix}"
+    return f"criobuild-gocache-{recipe.target.distro}-{recipe.target.suite}-{recipe.target.arch}-{mode.name}{suffix}"
 
 
 def prepare_container(mode: BuildMode, user: str) -> Step:

@@ -34,6 +34,7 @@ from .settings import Settings
 DATA = Path(__file__).with_name("data") / "pod"
 APT_ENV = {"DEBIAN_FRONTEND": "noninteractive", "LANG": "C.UTF-8"}
 BUSYBOX = "localhost/criobuild/busybox:test"
+WEBSERVER = "localhost/criobuild/webserver:test"  # busybox's httpd on port 80, critest's web server
 # What the node needs beyond our packages: systemd as PID 1, and skopeo to put images into crio's storage.
 NODE_PACKAGES = ("systemd-sysv", "dbus", "skopeo", "jq")  # jq: OOM_WRAPPER
 # Docker refuses --privileged on our machines (its daemon lacks CAP_SYS_RESOURCE), and the node needs less:
@@ -104,14 +105,16 @@ def pod_test(recipe: Recipe, settings: Settings) -> None:
             with booted(client, image, log, what, owner) as node:
                 load_images(node, recipe, what)
                 runs = [run_pod(node, what, default_runtime(recipe))]
+                critest = run_critest(node, what)
                 switch_cgroup_manager(node, other_manager(recipe.cgroup_manager), what)
                 runs.append(run_pod(node, what, default_runtime(recipe)))
     out = settings.artifacts / recipe.name / "pod-report.json"
-    report = {"recipe": recipe.name, "target": recipe.target.name, "runs": runs}
+    report = {"recipe": recipe.name, "target": recipe.target.name, "runs": runs, "critest": critest}
     out.write_text(json.dumps(report, indent=2) + "\n")
     for run in runs:
         print(f"{what}: with cgroup_manager {run['cgroup_manager']}, pod {run['pod_ip']} ran 2 containers on {recipe.target.distro} "
               f"{recipe.target.suite} {recipe.target.arch} under crio {run['crio_version']} ({run['runtime']}); nothing left after rmp")  # fmt: skip
+    print(f"{what}: critest {critest['passed']} passed, {critest['failed']} failed, {critest['skipped']} skipped of {critest['specs']} specs")
     print(f"{what}: report {out}")
 
 
@@ -168,6 +171,8 @@ def make_images(client: Any, base: str, out: Path, log: Any, what: str, owner: s
     out.mkdir(parents=True, exist_ok=True)
     image_archive(client, out / "rootfs" / "pause", ["/pause"], out / "pause.tar", owner)
     image_archive(client, out / "rootfs" / "busybox", ["/bin/sh"], out / "busybox.tar", owner)
+    serve = "mkdir -p /www && echo criobuild-webserver > /www/index.html && exec httpd -f -p 80 -h /www"
+    image_archive(client, out / "rootfs" / "busybox", ["/bin/sh", "-c", serve], out / "webserver.tar", owner)
 
 
 def image_archive(client: Any, rootfs: Path, entrypoint: list[str], dest: Path, owner: str) -> None:
@@ -299,7 +304,7 @@ def load_images(node: Container, recipe: Recipe, what: str) -> None:
     config = crio_config(node)
     driver = config.get("storage_driver") or "overlay"
     store = f"containers-storage:[{driver}@{config.get('root', '/var/lib/containers/storage')}+{config.get('runroot', '/run/containers/storage')}]"
-    for archive, name in (("pause.tar", recipe.pause_image), ("busybox.tar", BUSYBOX)):
+    for archive, name in (("pause.tar", recipe.pause_image), ("busybox.tar", BUSYBOX), ("webserver.tar", WEBSERVER)):
         node.call(["skopeo", "copy", "--quiet", f"docker-archive:/criobuild/images/{archive}", store + name])
 
 
@@ -342,6 +347,36 @@ def run_pod(node: Container, what: str, default: str) -> dict[str, Any]:
         "pod_ip": str(ip), "bridge": str(subnet), "exec": fetched, "logs": logs, "left": left,
         "oom_score_adj_dropped": node.container.exec_run(["test", "-f", "/etc/crio/crio.conf.d/99-criobuild-pod-test.conf"]).exit_code == 0,
     }  # fmt: skip
+
+
+# critest's specs that pull images only a registry on the internet has (nginx, httpd, nonewprivs, image
+# tags and digests of gcr.io/cri-tools and registry.k8s.io): skipped, each with the reason.
+CRITEST_SKIPS: dict[str, str] = {}
+
+
+def run_critest(node: Container, what: str) -> dict[str, Any]:
+    """cri-tools' CRI validation suite against this crio, with our images standing in for its default ones."""
+    images = f"defaultTestContainerImage: {BUSYBOX}\nwebServerTestImage: {WEBSERVER}\n"
+    node.call(["sh", "-c", f"mkdir -p /criobuild/critest && cat > /criobuild/critest/images.yaml <<'EOF'\n{images}EOF"])
+    skip = "|".join(CRITEST_SKIPS)
+    argv = ["critest", "-runtime-endpoint", "unix:///var/run/crio/crio.sock", "-test-images-file", "/criobuild/critest/images.yaml",
+            "-report-dir", "/criobuild/critest", "-ginkgo.no-color", "-ginkgo.succinct"] + ([f"-ginkgo.skip={skip}"] if skip else [])  # fmt: skip
+    result = node.container.exec_run(argv)
+    node.say(f"+ {' '.join(argv)}\n{result.output.decode(errors='replace')}")
+    return junit_counts(node.output(["sh", "-c", "cat /criobuild/critest/*.xml"]))
+
+
+def junit_counts(xml: str) -> dict[str, Any]:
+    """Ginkgo's JUnit report: how many specs, and which failed."""
+    import xml.etree.ElementTree as ET
+
+    suite = ET.fromstring(xml)
+    suite = suite if suite.tag == "testsuite" else suite.find("testsuite")
+    cases = suite.findall("testcase")  # type: ignore[union-attr]
+    failed = [c.get("name", "") for c in cases if c.find("failure") is not None or c.find("error") is not None]
+    skipped = [c for c in cases if c.find("skipped") is not None]
+    return {"specs": len(cases), "passed": len(cases) - len(failed) - len(skipped), "failed": len(failed), "skipped": len(skipped),
+            "failures": failed, "skip_reasons": CRITEST_SKIPS}  # fmt: skip
 
 
 def runtime_version(node: Container, what: str) -> str:

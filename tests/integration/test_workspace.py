@@ -76,7 +76,7 @@ def user_home(upstreams) -> Iterator[Path]:
 
 @pytest.fixture
 def user_go_cache(docker_engine) -> Iterator[str]:
-    name = f"criobuild-gocache-arm64-cross-u{USER}"
+    name = f"criobuild-gocache-debian-bookworm-arm64-cross-u{USER}"
     yield name
     for volume in docker_engine.volumes.list(filters={"name": name}):
         volume.remove(force=True)
