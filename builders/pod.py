@@ -34,12 +34,14 @@ from .settings import Settings
 DATA = Path(__file__).with_name("data") / "pod"
 APT_ENV = {"DEBIAN_FRONTEND": "noninteractive", "LANG": "C.UTF-8"}
 BUSYBOX = "localhost/criobuild/busybox:test"
-WEBSERVER = "localhost/criobuild/webserver:test"  # busybox's httpd on port 80, critest's web server
+WEBSERVER = "localhost/criobuild/webserver:test"
+PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"  # busybox's httpd on port 80, critest's web server
 # What the node needs beyond our packages: systemd as PID 1, and skopeo to put images into crio's storage.
 NODE_PACKAGES = ("systemd-sysv", "dbus", "skopeo", "jq")  # jq: OOM_WRAPPER
 # Docker refuses --privileged on our machines (its daemon lacks CAP_SYS_RESOURCE), and the node needs less:
 NODE_OPTIONS: dict[str, Any] = {
-    "cap_add": ["SYS_ADMIN", "NET_ADMIN"],  # mounts and namespaces (crio, conmon, the runtimes); the pod's bridge and iptables
+    # Every capability the engine can grant: crio gives privileged containers all of them, and mounts,
+    # namespaces (SYS_ADMIN) and the pod's bridge and iptables (NET_ADMIN) need these anyway.
     "security_opt": ["seccomp=unconfined"],  # docker's seccomp profile refuses mount, unshare and pivot_root without --privileged
     "cgroupns": "private",  # the node's cgroups are its own tree, as a Pi's are
     "device_cgroup_rules": ["a *:* rwm"],  # a pod's device rules can only narrow what its node's cgroup allows
@@ -49,19 +51,23 @@ NODE_OPTIONS: dict[str, Any] = {
 # Docker mounts the cgroup hierarchies read-only without --privileged: remount them writable (only the
 # node's own subtree, cgroupns=private) so systemd and crio can make cgroups, then boot.
 CGROUP_MOUNTS = r"""awk '{for (i = 7; $i != "-"; i++); if ($(i + 1) ~ /^cgroup/) print $5}'"""  # mountinfo: fstype after "-"
-BOOT = f'for m in $({CGROUP_MOUNTS} /proc/self/mountinfo); do mount -o remount,bind,rw "$m"; done; exec /sbin/init'
-# crio gives the pause container oom_score_adj -998, and lowering it needs CAP_SYS_RESOURCE in the
-# initial namespace. Where the engine cannot grant it (our VMs: no process on them holds it), each
-# runtime is started through this wrapper, which drops that one setting from the bundle and runs ours.
+# /proc/sys too: pinns writes a pod's namespaced sysctls there.
+BOOT = f'for m in $({CGROUP_MOUNTS} /proc/self/mountinfo) /proc/sys; do mount -o remount,bind,rw "$m"; done; exec /sbin/init'
+# crio gives the pause container oom_score_adj -998, and lowering it needs CAP_SYS_RESOURCE; privileged
+# containers get every capability. Where the engine cannot grant one (our VMs: no process on them holds
+# CAP_SYS_RESOURCE), each runtime is started through this wrapper, which drops what cannot be had from
+# the bundle's config.json (or an exec's process.json) and runs ours unchanged.
 OOM_WRAPPER = """#!/bin/sh
-# criobuild pod test: this machine refuses to lower oom_score_adj (no CAP_SYS_RESOURCE anywhere on it).
+# criobuild pod test: this machine cannot grant @REFUSED@ (not even to root).
 for arg; do
-	case "$previous" in --bundle|-b) spec="$arg/config.json" ;; --process|-p) spec="$arg" ;; esac
-	case "$arg" in --bundle=*) spec="${arg#--bundle=}/config.json" ;; esac
-	previous="$arg"
+\tcase "$previous" in --bundle|-b) spec="$arg/config.json" ;; --process|-p) spec="$arg" ;; esac
+\tcase "$arg" in --bundle=*) spec="${arg#--bundle=}/config.json" ;; esac
+\tprevious="$arg"
 done
 if [ -n "$spec" ] && [ -f "$spec" ]; then
-\tjq 'del(.process.oomScoreAdj?, .oomScoreAdj?)' "$spec" > "$spec.criobuild" && mv "$spec.criobuild" "$spec"
+\tjq --argjson refused '@JSON@' 'def drop: if .capabilities then .capabilities |= with_entries(.value |= map(select(IN($refused[]) | not))) else . end;
+\t\tdel(.process.oomScoreAdj?, .oomScoreAdj?) | if .process then .process |= drop else drop end' \\
+\t\t"$spec" > "$spec.criobuild" && mv "$spec.criobuild" "$spec"
 fi
 exec @RUNTIME@ "$@"
 """
@@ -114,7 +120,8 @@ def pod_test(recipe: Recipe, settings: Settings) -> None:
     for run in runs:
         print(f"{what}: with cgroup_manager {run['cgroup_manager']}, pod {run['pod_ip']} ran 2 containers on {recipe.target.distro} "
               f"{recipe.target.suite} {recipe.target.arch} under crio {run['crio_version']} ({run['runtime']}); nothing left after rmp")  # fmt: skip
-    print(f"{what}: critest {critest['passed']} passed, {critest['failed']} failed, {critest['skipped']} skipped of {critest['specs']} specs")
+    print(f"{what}: critest {critest['passed']} passed, {critest['failed']} failed, {critest['skipped']} skipped, "
+          f"{critest['needs_internet']} needing images from the internet, of {critest['specs']} specs")
     print(f"{what}: report {out}")
 
 
@@ -132,7 +139,7 @@ def switch_cgroup_manager(node: Container, manager: str, what: str) -> None:
     """What a user does whose kubelet uses the other cgroup driver: a drop-in after ours, and a restart."""
     conmon_cgroup = "system.slice" if manager == "systemd" else "pod"  # with cgroupfs crio refuses "system.slice"
     text = f'[crio.runtime]\ncgroup_manager = "{manager}"\nconmon_cgroup = "{conmon_cgroup}"\n'
-    node.call(["sh", "-c", f"cat > /etc/crio/crio.conf.d/50-cgroup-manager.conf <<'EOF'\n{text}EOF\nsystemctl restart crio"])
+    node.call(["sh", "-c", f"cat > /etc/crio/crio.conf.d/50-cgroup-manager.conf <<'EOF'\n{text}EOF\nsystemctl restart crio || true"])
     wait_for_crio(node, what)
 
 
@@ -166,7 +173,11 @@ def make_images(client: Any, base: str, out: Path, log: Any, what: str, owner: s
         box.call(["apt-get", "install", "-y", "-q", "--no-install-recommends", "gcc", "libc6-dev", "busybox-static"], env=APT_ENV)
         box.copy_into(DATA, "/src")
         box.call(["sh", "-euc", "mkdir -p /out/pause /out/busybox/bin && gcc -static -Os -s -o /out/pause/pause /src/pause.c && "
-                  "cp /bin/busybox /out/busybox/bin/busybox && chroot /out/busybox /bin/busybox --install -s /bin"])  # fmt: skip
+                  "cp /bin/busybox /out/busybox/bin/busybox && chroot /out/busybox /bin/busybox --install -s /bin && "
+                  # what busybox's own image has besides the program: /tmp, and root and nobody
+                  "mkdir -p -m 1777 /out/busybox/tmp && mkdir -p /out/busybox/etc && "
+                  "printf 'root:x:0:0:root:/root:/bin/sh\\nnobody:x:65534:65534:nobody:/home:/bin/false\\n' > /out/busybox/etc/passwd && "
+                  "printf 'root:x:0:\\nnogroup:x:65534:\\n' > /out/busybox/etc/group"])  # fmt: skip
         box.copy_out("/out", out / "rootfs")
     out.mkdir(parents=True, exist_ok=True)
     image_archive(client, out / "rootfs" / "pause", ["/pause"], out / "pause.tar", owner)
@@ -178,7 +189,7 @@ def make_images(client: Any, base: str, out: Path, log: Any, what: str, owner: s
 def image_archive(client: Any, rootfs: Path, entrypoint: list[str], dest: Path, owner: str) -> None:
     """A one-layer image of rootfs saved as a docker-archive (what skopeo reads); the engine keeps nothing."""
     context = io.BytesIO()
-    dockerfile = f"FROM scratch\nCOPY rootfs/ /\nENTRYPOINT {json.dumps(entrypoint)}\n".encode()
+    dockerfile = f"FROM scratch\nCOPY rootfs/ /\nENV PATH={PATH}\nENTRYPOINT {json.dumps(entrypoint)}\n".encode()
     with tarfile.open(fileobj=context, mode="w") as tar:
         info = tarfile.TarInfo("Dockerfile")
         info.size = len(dockerfile)
@@ -214,21 +225,40 @@ def booted(client: Any, image: str, log: Any, what: str, owner: str) -> Iterator
     from docker.types import Mount
 
     options = NODE_OPTIONS | {"mounts": [Mount("/var/lib/containers", None, type="volume")]}  # overlay cannot sit on docker's overlay
-    if grants(client, image, "SYS_RESOURCE"):
-        options["cap_add"] = [*options["cap_add"], "SYS_RESOURCE"]
+    options["cap_add"], refused = grantable_capabilities(client, image)
     with Container(client, image, log=log, what=what, owner=owner, network="bridge", command=["sh", "-c", BOOT], env={"container": "docker"}, options=options) as node:
         wait_for_systemd(node, what)
-        if "SYS_RESOURCE" not in options["cap_add"]:
-            wrap_runtimes(node, what)
+        if refused:
+            wrap_runtimes(node, refused, what)
         wait_for_crio(node, what)
         yield node
+
+
+# Capabilities beyond docker's default set (capabilities(7) names, as docker takes them).
+EXTRA_CAPABILITIES = (
+    "SYS_ADMIN", "NET_ADMIN", "SYS_RESOURCE", "SYS_PTRACE", "SYS_MODULE", "SYS_RAWIO", "SYS_PACCT", "SYS_NICE",
+    "SYS_TIME", "SYS_TTY_CONFIG", "SYS_BOOT", "LEASE", "LINUX_IMMUTABLE", "IPC_LOCK", "IPC_OWNER", "NET_BROADCAST",
+    "MAC_OVERRIDE", "MAC_ADMIN", "SYSLOG", "WAKE_ALARM", "BLOCK_SUSPEND", "AUDIT_CONTROL", "AUDIT_READ", "PERFMON",
+    "BPF", "CHECKPOINT_RESTORE", "DAC_READ_SEARCH",
+)  # fmt: skip
+
+
+def grantable_capabilities(client: Any, image: str) -> tuple[list[str], list[str]]:
+    """(what to add, what the engine refuses): ALL where it can, else each extra one it can give."""
+    if grants(client, image, "ALL"):
+        return ["ALL"], []
+    refused = [c for c in EXTRA_CAPABILITIES if not grants(client, image, c)]
+    return [c for c in EXTRA_CAPABILITIES if c not in refused], refused
 
 
 def grants(client: Any, image: str, capability: str) -> bool:
     """Whether the engine can give a container this capability (docker fails to start it otherwise)."""
     import docker.errors
 
-    probe = client.containers.create(image, ["true"], cap_add=[capability], network_mode="none", labels={"io.criobuild": "probe"})
+    try:  # an engine that does not know the name refuses to create, one that cannot give it to start
+        probe = client.containers.create(image, ["true"], cap_add=[capability], network_mode="none", labels={"io.criobuild": "probe"})
+    except docker.errors.APIError:
+        return False
     try:
         probe.start()
         return probe.wait()["StatusCode"] == 0
@@ -238,17 +268,18 @@ def grants(client: Any, image: str, capability: str) -> bool:
         probe.remove(force=True)
 
 
-def wrap_runtimes(node: Container, what: str) -> None:
+def wrap_runtimes(node: Container, refused: list[str], what: str) -> None:
     """Start each runtime crio names through OOM_WRAPPER (a drop-in after ours), and restart crio."""
     handlers = crio_config(node)["runtime"]["runtimes"]
-    lines = ["# criobuild pod test: this machine cannot lower oom_score_adj (see /usr/local/libexec/criobuild)"]
+    names = [f"CAP_{c}" for c in refused]
+    lines = [f"# criobuild pod test: this machine cannot grant {', '.join(names)} (see /usr/local/libexec/criobuild)"]
     for name, handler in handlers.items():
         wrapper = f"/usr/local/libexec/criobuild/{name}"
-        script = OOM_WRAPPER.replace("@RUNTIME@", handler["runtime_path"])
+        script = OOM_WRAPPER.replace("@RUNTIME@", handler["runtime_path"]).replace("@JSON@", json.dumps(names)).replace("@REFUSED@", ", ".join(names))
         node.call(["sh", "-c", f"mkdir -p /usr/local/libexec/criobuild && cat > {wrapper} <<'EOF'\n{script}EOF\nchmod 755 {wrapper}"])
         lines += [f"[crio.runtime.runtimes.{name}]", f'runtime_path = "{wrapper}"']
-    node.call(["sh", "-c", f"cat > /etc/crio/crio.conf.d/99-criobuild-pod-test.conf <<'EOF'\n" + "\n".join(lines) + "\nEOF\nsystemctl restart crio"])
-    node.say(f"{what}: this machine cannot lower oom_score_adj; crio starts {', '.join(handlers)} through a wrapper that drops it")
+    node.call(["sh", "-c", "cat > /etc/crio/crio.conf.d/99-criobuild-pod-test.conf <<'EOF'\n" + "\n".join(lines) + "\nEOF\nsystemctl restart crio || true"])  # wait_for_crio says why it does not answer
+    node.say(f"{what}: this machine cannot grant {', '.join(names)}; crio starts {', '.join(handlers)} through a wrapper that drops them and oom_score_adj")
 
 
 def wait_for_systemd(node: Container, what: str, seconds: int = 120) -> None:
@@ -349,34 +380,43 @@ def run_pod(node: Container, what: str, default: str) -> dict[str, Any]:
     }  # fmt: skip
 
 
-# critest's specs that pull images only a registry on the internet has (nginx, httpd, nonewprivs, image
-# tags and digests of gcr.io/cri-tools and registry.k8s.io): skipped, each with the reason.
-CRITEST_SKIPS: dict[str, str] = {}
+# A critest failure only because a registry on the internet was out of reach (gcr.io/k8s-staging-cri-tools,
+# registry.k8s.io: nginx, httpd, nonewprivs, image tags and digests): counted apart, with the image.
+NEEDS_INTERNET = re.compile(r"failed to pull image: .*?(docker://\S+?):.*?(no such host|pinging container registry|dial tcp|i/o timeout)", re.S)
 
 
 def run_critest(node: Container, what: str) -> dict[str, Any]:
     """cri-tools' CRI validation suite against this crio, with our images standing in for its default ones."""
     images = f"defaultTestContainerImage: {BUSYBOX}\nwebServerTestImage: {WEBSERVER}\n"
     node.call(["sh", "-c", f"mkdir -p /criobuild/critest && cat > /criobuild/critest/images.yaml <<'EOF'\n{images}EOF"])
-    skip = "|".join(CRITEST_SKIPS)
     argv = ["critest", "-runtime-endpoint", "unix:///var/run/crio/crio.sock", "-test-images-file", "/criobuild/critest/images.yaml",
-            "-report-dir", "/criobuild/critest", "-ginkgo.no-color", "-ginkgo.succinct"] + ([f"-ginkgo.skip={skip}"] if skip else [])  # fmt: skip
+            "-ginkgo.junit-report=/criobuild/critest/junit.xml", "-ginkgo.no-color", "-ginkgo.succinct"]  # fmt: skip
     result = node.container.exec_run(argv)
     node.say(f"+ {' '.join(argv)}\n{result.output.decode(errors='replace')}")
-    return junit_counts(node.output(["sh", "-c", "cat /criobuild/critest/*.xml"]))
+    return critest_counts(node.output(["cat", "/criobuild/critest/junit.xml"]))
 
 
-def junit_counts(xml: str) -> dict[str, Any]:
-    """Ginkgo's JUnit report: how many specs, and which failed."""
+def critest_counts(xml: str) -> dict[str, Any]:
+    """From Ginkgo's JUnit report: passed, failed, skipped, and which failures only wanted the internet."""
     import xml.etree.ElementTree as ET
 
-    suite = ET.fromstring(xml)
-    suite = suite if suite.tag == "testsuite" else suite.find("testsuite")
-    cases = suite.findall("testcase")  # type: ignore[union-attr]
-    failed = [c.get("name", "") for c in cases if c.find("failure") is not None or c.find("error") is not None]
-    skipped = [c for c in cases if c.find("skipped") is not None]
-    return {"specs": len(cases), "passed": len(cases) - len(failed) - len(skipped), "failed": len(failed), "skipped": len(skipped),
-            "failures": failed, "skip_reasons": CRITEST_SKIPS}  # fmt: skip
+    root = ET.fromstring(xml)
+    cases = [c for c in root.iter("testcase") if not c.get("name", "").startswith(("[BeforeSuite]", "[AfterSuite]", "[SynchronizedBeforeSuite]"))]
+    counts: dict[str, Any] = {"specs": len(cases), "passed": 0, "failed": 0, "skipped": 0, "needs_internet": 0, "failures": {}, "internet": {}}
+    for case in cases:
+        name = re.sub(r"^\[It\] |\s+", " ", case.get("name", "")).strip()
+        problem = case.find("failure") if case.find("failure") is not None else case.find("error")
+        if case.find("skipped") is not None or case.get("status") in ("skipped", "pending"):
+            counts["skipped"] += 1
+        elif problem is None:
+            counts["passed"] += 1
+        elif found := NEEDS_INTERNET.search(f"{problem.get('message', '')}\n{problem.text or ''}"):
+            counts["needs_internet"] += 1
+            counts["internet"][name] = found.group(1)
+        else:
+            counts["failed"] += 1
+            counts["failures"][name] = (problem.get("message") or problem.text or "").strip().splitlines()[0][:300]
+    return counts
 
 
 def runtime_version(node: Container, what: str) -> str:

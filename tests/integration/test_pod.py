@@ -1,0 +1,42 @@
+"""The pod test against a real engine and real systemd, with the fixture packages built natively for trixie amd64.
+
+The fixture crio cannot serve the CRI (only real CRI-O can, and its sources are out of our machines'
+reach; the pod test of real releases is run by hand and in the release workflow). What runs here is
+everything around it, for real: the pause program compiled static and the busybox image made from
+Debian's busybox-static, the node installed by apt and booted with systemd as PID 1 without
+--privileged, crio.service started by it, and the failure a user gets when crio does not answer on its
+socket: crio's own words from its journal, and nothing left behind.
+"""
+from __future__ import annotations
+
+import pytest
+
+from tests.fixtures.pipeline import SHAPE_1_36, Pipeline, make_pipeline
+
+pytestmark = [pytest.mark.docker, pytest.mark.slow]
+
+
+@pytest.fixture(scope="module")
+def pipeline_amd64(tmp_path_factory, upstreams, go_tarballs, http_server) -> Pipeline:
+    shape = SHAPE_1_36 | {"suite": "trixie", "arch": "amd64"}
+    pipeline = make_pipeline(tmp_path_factory.mktemp("pipeline-amd64"), "auto", upstreams, go_tarballs, http_server, shape)
+    result = pipeline.doit("build:crio-1.36")
+    assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-4000:]
+    return pipeline
+
+
+def test_a_crio_that_does_not_answer_ends_the_pod_test_with_its_own_words_and_leaves_nothing(pipeline_amd64: Pipeline, docker_engine) -> None:
+    volumes_before = {v.name for v in docker_engine.volumes.list()}
+    result = pipeline_amd64.doit("pod:crio-1.36")
+    assert result.returncode != 0
+    assert "pod test of crio-1.36: crio does not answer on its socket; its journal says:" in result.stderr
+    assert "this is the cri-o test fixture: it has no daemon" in result.stderr  # what the fixture crio said under systemd
+    log = (pipeline_amd64.artifacts / "logs" / "pod.log").read_text()
+    assert "gcc -static -Os -s -o /out/pause/pause /src/pause.c" in log  # the pause image, made here
+    assert "busybox --install -s /bin" in log
+    assert "systemd: running" in log or "systemd: degraded" in log  # the node booted with systemd as PID 1
+    owner = str(pipeline_amd64.artifacts)
+    assert docker_engine.containers.list(all=True, filters={"label": f"io.criobuild={owner}"}) == []
+    assert docker_engine.images.list(filters={"label": f"io.criobuild={owner}"}) == []
+    assert {v.name for v in docker_engine.volumes.list()} <= volumes_before  # the node's storage volume went with it
+    assert not (pipeline_amd64.artifacts / "pod-report.json").exists()
