@@ -338,6 +338,6 @@ def deb_task(recipe: Recipe, component: str, settings: Settings) -> dict[str, An
         "actions": [(as_action(package_deb), [recipe, component, settings])],
         "file_dep": [staging_manifest(settings, recipe, component), *packaging],
         "targets": [deb_path(recipe, component, settings)],
-        "uptodate": [config_changed({"revision": recipe.revision, "maintainer": recipe.maintainer, "relations": upstream(component).relations(recipe)})],
+        "uptodate": [config_changed({"revision": recipe.revision, "maintainer": recipe.maintainer, "relations": upstream(component).relations(recipe), "scripts": upstream(component).maintainer_scripts(recipe)})],
         "verbosity": 2,
     }

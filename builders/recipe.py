@@ -38,6 +38,7 @@ SCHEMA: dict[str, tuple[type, bool]] = {
     "config": (dict, True),
     "config.cgroup_manager": (str, True),
     "config.pause_image": (str, True),
+    "config.subid_ranges": (list, False),  # names given 65536 subordinate uids and gids at install (Sysbox: ["containers"])
     "components": (dict, True),
     "components.*": (dict, True),
     "components.*.repo": (str, True),
@@ -109,6 +110,7 @@ class Recipe:
     revision: str
     maintainer: str
     build_packages: tuple[str, ...] = ()
+    subid_ranges: tuple[str, ...] = ()
     components: dict[str, Component] = field(default_factory=dict)
 
     @property
@@ -268,6 +270,7 @@ def build_recipe(path: Path, data: dict[str, Any]) -> Recipe:
         target=build_target(path, data["target"]) if "target" in data else default_target(),
         cgroup_manager=choice(path, "config.cgroup_manager", data["config"]["cgroup_manager"], CGROUP_MANAGERS),
         pause_image=data["config"]["pause_image"],
+        subid_ranges=subid_ranges(path, data["config"].get("subid_ranges", [])),
         revision=package.get("revision", "1"),
         maintainer=package.get("maintainer", DEFAULT_MAINTAINER),
         build_packages=tuple(data.get("target", {}).get("packages", ())),
@@ -276,6 +279,13 @@ def build_recipe(path: Path, data: dict[str, Any]) -> Recipe:
     for u in UPSTREAMS.values():
         u.check_recipe(recipe)
     return recipe
+
+
+def subid_ranges(path: Path, names: list[Any]) -> tuple[str, ...]:
+    for name in names:
+        if not isinstance(name, str) or not re.fullmatch(r"[a-z_][a-z0-9_-]*", name):
+            raise RecipeError(f"{path}: key 'config.subid_ranges' names {name!r}, which is no user name", hint='e.g. subid_ranges = ["containers"]')
+    return tuple(names)
 
 
 def build_go(path: Path, table: dict[str, Any], key: str = "go") -> GoToolchain:

@@ -145,7 +145,8 @@ class CriO(Upstream):
             raise PackageError(f"cannot package {recipe.name} because no staged crio unit starts {prefix}/bin/crio", hint="check usr/lib/systemd/system/crio.service in the cri-o staging tree")
 
     def maintainer_scripts(self, recipe: Recipe) -> dict[str, str]:
-        return {"postinst": POSTINST.format(version=recipe.crio.version, script=KERNEL_CHECK_PATH)}
+        subids = SUBIDS.format(names=" ".join(recipe.subid_ranges)) if recipe.subid_ranges else ""
+        return {"postinst": POSTINST.format(version=recipe.crio.version, script=KERNEL_CHECK_PATH, subids=subids)}
 
 
 def runtimes(recipe: Recipe) -> list[Runtime]:
@@ -207,7 +208,7 @@ POSTINST = """\
 #!/bin/sh
 set -e
 
-# Warn (never fail) when the running kernel lacks an option CRI-O {version} needs.
+{subids}# Warn (never fail) when the running kernel lacks an option CRI-O {version} needs.
 if [ "$1" = "configure" ] && command -v python3 >/dev/null 2>&1; then
 \tpython3 /{script} --quiet-warn --crio-version {version} || true
 fi
@@ -222,6 +223,25 @@ def rewrite_crio_conf(text: str, prefix: str, cnidir: str) -> str:
     """Point a crio.conf or drop-in at programs under prefix (the release tarball's) and CNI plugins in cnidir."""
     text = CONF_PATH_RE.sub(lambda m: f"{m.group('lead')}{prefix}/{m.group('dir')}/", text)
     return PLUGIN_DIRS_RE.sub(lambda m: f'{m.group("lead")}[\n\t"{cnidir}",\n]', text)
+
+
+# The recipe's config.subid_ranges: CRI-O's user namespaces (and Sysbox) take ids from the `containers`
+# range. Each name gets 65536 uids and gids after the highest range already given, so none overlaps;
+# a name that has a range keeps it. Left in place on removal: files may be owned by those ids.
+SUBIDS = """\
+if [ "$1" = "configure" ]; then
+\tfor name in {names}; do
+\t\tfor file in /etc/subuid /etc/subgid; do
+\t\t\t[ -e "$file" ] || touch "$file"
+\t\t\tif ! grep -q "^$name:" "$file"; then
+\t\t\t\tstart=$(awk -F: 'BEGIN {{ next_free = 100000 }} NF >= 3 && $2 + $3 > next_free {{ next_free = $2 + $3 }} END {{ print next_free }}' "$file")
+\t\t\t\techo "$name:$start:65536" >> "$file"
+\t\t\tfi
+\t\tdone
+\tdone
+fi
+
+"""
 
 
 def add_kernel_check(root: Path) -> None:

@@ -1,6 +1,7 @@
 """What each upstream module says about a release: its era's facts, its build steps, its package."""
 from __future__ import annotations
 
+import subprocess
 import tomllib
 from dataclasses import replace
 from pathlib import Path
@@ -10,6 +11,7 @@ import pytest
 from builders.components import UPSTREAMS, cri_o, cri_tools, crun, runc, upstream
 from builders.components.base import release_of
 from builders.components.conmon import ERAS as CONMON_ERAS
+from builders.errors import RecipeError
 from builders.recipe import load_recipe
 
 REPO = Path(__file__).resolve().parents[2]
@@ -172,3 +174,31 @@ def test_acceptance_takes_the_runtimes_from_the_drop_in_where_crio_config_leaves
     box = InstalledBox('[crio.runtime]\nconmon = "/usr/bin/conmon"\n', {"/usr/libexec/crio/crun", "/usr/libexec/crio/runc", "/usr/bin/conmon"})
     cri_o.UPSTREAM.check_installed(box, recipe(36), "accept crio-1.36")
     assert box.said == ["crio config: default runtime crun, crun /usr/libexec/crio/crun, runc /usr/libexec/crio/runc"]
+
+
+def sysbox_postinst(tmp_path: Path) -> Path:
+    from dataclasses import replace
+
+    from builders.components import cri_o
+
+    recipe = replace(load_recipe(REPO / "recipes" / "crio-1.20.toml"), subid_ranges=("containers",))
+    script = cri_o.UPSTREAM.maintainer_scripts(recipe)["postinst"].replace("/etc/sub", f"{tmp_path}/sub")
+    (tmp_path / "postinst").write_text(script)
+    return tmp_path / "postinst"
+
+
+def test_the_sysbox_option_gives_containers_a_range_after_every_range_in_use_once(tmp_path: Path) -> None:
+    postinst = sysbox_postinst(tmp_path)
+    (tmp_path / "subuid").write_text("pi:100000:65536\nsysbox:165536:65536\n")  # (subgid missing: made)
+    for _ in range(2):  # a reinstall or upgrade gives no second range
+        subprocess.run(["sh", str(postinst), "configure"], check=True, capture_output=True)
+    assert (tmp_path / "subuid").read_text() == "pi:100000:65536\nsysbox:165536:65536\ncontainers:231072:65536\n"
+    assert (tmp_path / "subgid").read_text() == "containers:100000:65536\n"
+
+
+def test_a_recipe_names_only_user_names_for_subordinate_ids(tmp_path: Path) -> None:
+    text = (REPO / "recipes" / "crio-1.20.toml").read_text().replace("[config]\n", '[config]\nsubid_ranges = ["containers", "no body"]\n')
+    (tmp_path / "crio-1.20.toml").write_text(text)
+    with pytest.raises(RecipeError, match="config.subid_ranges' names 'no body'"):
+        load_recipe(tmp_path / "crio-1.20.toml")
+    assert load_recipe(REPO / "recipes" / "crio-1.20.toml").subid_ranges == ()
