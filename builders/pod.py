@@ -173,7 +173,7 @@ def make_images(client: Any, base: str, out: Path, log: Any, what: str, owner: s
         box.call(["apt-get", "install", "-y", "-q", "--no-install-recommends", "gcc", "libc6-dev", "busybox-static"], env=APT_ENV)
         box.copy_into(DATA, "/src")
         box.call(["sh", "-euc", "mkdir -p /out/pause /out/busybox/bin && gcc -static -Os -s -o /out/pause/pause /src/pause.c && "
-                  "cp /bin/busybox /out/busybox/bin/busybox && chroot /out/busybox /bin/busybox --install -s /bin && "
+                  "cp /bin/busybox /out/busybox/bin/busybox && chroot /out/busybox /bin/busybox --install /bin && "  # hard links, as busybox's own image: a masked /bin/ls is not /bin/sh
                   # what busybox's own image has besides the program: /tmp, and root and nobody
                   "mkdir -p -m 1777 /out/busybox/tmp && mkdir -p /out/busybox/etc && "
                   "printf 'root:x:0:0:root:/root:/bin/sh\\nnobody:x:65534:65534:nobody:/home:/bin/false\\n' > /out/busybox/etc/passwd && "
@@ -386,7 +386,11 @@ NEEDS_INTERNET = re.compile(r"failed to pull image: .*?(docker://\S+?):.*?(no su
 
 
 def run_critest(node: Container, what: str) -> dict[str, Any]:
-    """cri-tools' CRI validation suite against this crio, with our images standing in for its default ones."""
+    """cri-tools' CRI validation suite against this crio, with our images standing in for its default ones.
+
+    The node is prepared as CRI-O's own CI prepares a host for critest (contrib/test/ci/critest.yml): the
+    host-port specs fetch from 127.0.0.1:<port>, which DNAT reaches only with route_localnet and a masquerade."""
+    node.call(["sh", "-c", "echo 1 > /proc/sys/net/ipv4/conf/all/route_localnet && iptables -t nat -I POSTROUTING -s 127.0.0.0/8 ! -d 127.0.0.0/8 -j MASQUERADE"])
     images = f"defaultTestContainerImage: {BUSYBOX}\nwebServerTestImage: {WEBSERVER}\n"
     node.call(["sh", "-c", f"mkdir -p /criobuild/critest && cat > /criobuild/critest/images.yaml <<'EOF'\n{images}EOF"])
     argv = ["critest", "-runtime-endpoint", "unix:///var/run/crio/crio.sock", "-test-images-file", "/criobuild/critest/images.yaml",
