@@ -33,6 +33,7 @@ from .settings import Settings
 
 DATA = Path(__file__).with_name("data") / "pod"
 APT_ENV = {"DEBIAN_FRONTEND": "noninteractive", "LANG": "C.UTF-8"}
+CRICTL_TIMEOUT = "60s"  # crictl's own 2 s is short for a Pi's first pod; the kubelet waits 4 minutes
 BUSYBOX = "localhost/criobuild/busybox:test"
 WEBSERVER = "localhost/criobuild/webserver:test"
 PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"  # busybox's httpd on port 80, critest's web server
@@ -316,12 +317,19 @@ def journal(node: Container, unit: str, lines: int = 30) -> str:
 
 def crictl(node: Container, what: str, *args: str) -> str:
     """crictl's output; on failure, its own words and crio's journal."""
-    result = node.container.exec_run(["crictl", *args], demux=True)
+    result = node.container.exec_run(["crictl", f"--timeout={CRICTL_TIMEOUT}", *args], demux=True)
     out, err = (part.decode(errors="replace") if part else "" for part in result.output)
     node.say(f"+ crictl {' '.join(args)}\n{out}{err}", end="" if (out + err).endswith("\n") or not out + err else "\n")
     if result.exit_code != 0:
-        raise ContainerError(f"{what}: `crictl {' '.join(args)}` failed: {(err or out).strip()}\ncrio's journal:\n{journal(node, 'crio', 15)}", hint="the full log is artifacts/<recipe>/logs/pod.log")
+        raise ContainerError(f"{what}: `crictl {' '.join(args)}` failed: {(err or out).strip()}\ncrio's journal says:\n{crio_complaints(node)}", hint="the full log is artifacts/<recipe>/logs/pod.log")
     return out.strip()
+
+
+def crio_complaints(node: Container) -> str:
+    """crio's own errors and warnings since it started (a CNI config it could not read is long scrolled past)."""
+    lines = journal(node, "crio", 500).splitlines()
+    complaints = [line for line in lines if re.search(r"level=(warning|error|fatal)", line)]
+    return "\n".join(complaints[-10:] or lines[-15:])
 
 
 def crio_config(node: Container) -> dict[str, Any]:
