@@ -111,12 +111,13 @@ def pod_test(recipe: Recipe, settings: Settings) -> None:
         with installed_node(client, base, inputs, debs, log, what, owner) as image:
             with booted(client, image, log, what, owner) as node:
                 load_images(node, recipe, what)
+                subids = {f: node.output(["cat", f"/etc/{f}"]).splitlines() for f in ("subuid", "subgid")} if recipe.subid_ranges else {}
                 runs = [run_pod(node, what, default_runtime(recipe))]
                 critest = run_critest(node, what)
                 switch_cgroup_manager(node, other_manager(recipe.cgroup_manager), what)
                 runs.append(run_pod(node, what, default_runtime(recipe)))
     out = settings.artifacts / recipe.name / "pod-report.json"
-    report = {"recipe": recipe.name, "target": recipe.target.name, "runs": runs, "critest": critest}
+    report = {"recipe": recipe.name, "target": recipe.target.name, "runs": runs, "critest": critest, "subids": subids}
     out.write_text(json.dumps(report, indent=2) + "\n")
     for run in runs:
         print(f"{what}: with cgroup_manager {run['cgroup_manager']}, pod {run['pod_ip']} ran 2 containers on {recipe.target.distro} "
@@ -339,12 +340,16 @@ def crio_config(node: Container) -> dict[str, Any]:
 
 
 def load_images(node: Container, recipe: Recipe, what: str) -> None:
-    """Copy the images into the storage crio reads (its root, runroot and driver), named as crio will ask for them."""
+    """Copy the images into the storage crio reads, named as crio will ask for them."""
+    for archive, name in (("pause.tar", recipe.pause_image), ("busybox.tar", BUSYBOX), ("webserver.tar", WEBSERVER)):
+        node.call(["skopeo", "copy", "--quiet", f"docker-archive:/criobuild/images/{archive}", storage(node) + name])
+
+
+def storage(node: Container) -> str:
+    """skopeo's name for crio's image store: its driver, root and runroot."""
     config = crio_config(node)
     driver = config.get("storage_driver") or "overlay"
-    store = f"containers-storage:[{driver}@{config.get('root', '/var/lib/containers/storage')}+{config.get('runroot', '/run/containers/storage')}]"
-    for archive, name in (("pause.tar", recipe.pause_image), ("busybox.tar", BUSYBOX), ("webserver.tar", WEBSERVER)):
-        node.call(["skopeo", "copy", "--quiet", f"docker-archive:/criobuild/images/{archive}", store + name])
+    return f"containers-storage:[{driver}@{config.get('root', '/var/lib/containers/storage')}+{config.get('runroot', '/run/containers/storage')}]"
 
 
 def pod_files() -> dict[str, dict[str, Any]]:
@@ -373,7 +378,7 @@ def run_pod(node: Container, what: str, default: str) -> dict[str, Any]:
     ip = pod_ip(crictl(node, what, "inspectp", "-o", "json", pod))
     subnet = bridge_subnet(node)
     expect(ip in subnet, what, f"the pod's address {ip} is not in the bridge network {subnet}")
-    stats = crictl(node, what, "stats")
+    stats = crictl(node, what, "stats", "-a")  # -a: crictl 1.20 lists none without it
     expect(web[:13] in stats and client[:13] in stats, what, f"`crictl stats` does not list both containers:\n{stats}")
     crictl(node, what, "stopp", pod)
     crictl(node, what, "rmp", pod)
@@ -399,13 +404,28 @@ def run_critest(node: Container, what: str) -> dict[str, Any]:
     The node is prepared as CRI-O's own CI prepares a host for critest (contrib/test/ci/critest.yml): the
     host-port specs fetch from 127.0.0.1:<port>, which DNAT reaches only with route_localnet and a masquerade."""
     node.call(["sh", "-c", "echo 1 > /proc/sys/net/ipv4/conf/all/route_localnet && iptables -t nat -I POSTROUTING -s 127.0.0.0/8 ! -d 127.0.0.0/8 -j MASQUERADE"])
-    images = f"defaultTestContainerImage: {BUSYBOX}\nwebServerTestImage: {WEBSERVER}\n"
-    node.call(["sh", "-c", f"mkdir -p /criobuild/critest && cat > /criobuild/critest/images.yaml <<'EOF'\n{images}EOF"])
-    argv = ["critest", "-runtime-endpoint", "unix:///var/run/crio/crio.sock", "-test-images-file", "/criobuild/critest/images.yaml",
-            "-ginkgo.junit-report=/criobuild/critest/junit.xml", "-ginkgo.no-color", "-ginkgo.succinct"]  # fmt: skip
+    argv = ["critest", "-runtime-endpoint", "unix:///var/run/crio/crio.sock", *critest_flags(node, what)]
     result = node.container.exec_run(argv)
     node.say(f"+ {' '.join(argv)}\n{result.output.decode(errors='replace')}")
-    return critest_counts(node.output(["cat", "/criobuild/critest/junit.xml"]))
+    return critest_counts(node.output(["sh", "-c", "cat /criobuild/critest/*.xml"]))
+
+
+def critest_flags(node: Container, what: str) -> list[str]:
+    """What this critest takes (ginkgo v2 from cri-tools 1.25, -test-images-file from 1.24), read from its --help."""
+    from .components.cri_tools import CRITEST_DEFAULT_IMAGE
+
+    usage = node.container.exec_run(["critest", "--help"]).output.decode(errors="replace")
+    node.call(["mkdir", "-p", "/criobuild/critest"])
+    if "test-images-file" in usage:
+        images = f"defaultTestContainerImage: {BUSYBOX}\nwebServerTestImage: {WEBSERVER}\n"
+        node.call(["sh", "-c", f"cat > /criobuild/critest/images.yaml <<'EOF'\n{images}EOF"])
+        flags = ["-test-images-file", "/criobuild/critest/images.yaml"]
+    else:  # its default image is ours under that name
+        node.call(["skopeo", "copy", "--quiet", "docker-archive:/criobuild/images/busybox.tar", storage(node) + CRITEST_DEFAULT_IMAGE])
+        flags = []
+    if "junit-report" in usage:
+        return flags + ["-ginkgo.junit-report=/criobuild/critest/junit.xml", "-ginkgo.no-color", "-ginkgo.succinct"]
+    return flags + ["-report-dir", "/criobuild/critest", "-ginkgo.noColor", "-ginkgo.succinct"]
 
 
 def critest_counts(xml: str) -> dict[str, Any]:

@@ -22,6 +22,10 @@ ERAS = Eras(
 )
 
 
+# critest before 1.24 has no -test-images-file: its specs run this image (docker.io/library + busybox:1.28).
+CRITEST_DEFAULT_IMAGE = "docker.io/library/busybox:1.28"
+
+
 class CriTools(Upstream):
     name = "cri-tools"
     package = Package(
