@@ -149,3 +149,11 @@ def test_builds_and_accepts_each_recipe_and_publishes_its_artifacts() -> None:
     cached = " ".join(str(s.get("with", {}).get("path", "")) for s in steps if "cache" in s.get("uses", ""))
     for path in ("~/.cache/criobuild/toolchains", "~/.cache/criobuild/clones", "~/.cache/criobuild-images"):
         assert path in cached
+
+
+def test_the_pod_test_runs_only_where_the_build_is_native() -> None:
+    steps = load_workflow()["jobs"]["build"]["steps"]
+    pod = [s for s in steps if "doit pod:" in s.get("run", "")]
+    assert len(pod) == 1 and pod[0]["run"] == "doit pod:crio-${{ matrix.recipe }}${{ matrix.target }}"
+    # natively: trixie-amd64 on ubuntu-24.04 (x86_64), arm64 targets on the arm64 runner; never armhf under QEMU
+    assert pod[0]["if"] == "contains(matrix.target, 'amd64') || (runner.arch == 'ARM64' && !contains(matrix.target, 'armhf'))"
