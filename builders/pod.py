@@ -397,7 +397,8 @@ def run_pod(node: Container, what: str, default: str) -> dict[str, Any]:
 
 # A critest failure only because a registry on the internet was out of reach (gcr.io/k8s-staging-cri-tools,
 # registry.k8s.io: nginx, httpd, nonewprivs, image tags and digests): counted apart, with the image.
-NEEDS_INTERNET = re.compile(r"failed to pull image: .*?(docker://\S+?):.*?(no such host|pinging container registry|dial tcp|i/o timeout)", re.S)
+NEEDS_INTERNET = re.compile(r"failed to pull image.*?(no such host|pinging (?:container|docker) registry|dial tcp|i/o timeout)", re.S)
+REGISTRY_REF = re.compile(r'docker://([^\s"]+?):\s|(?:container|docker) registry ([^\s:]+)')
 
 
 def run_critest(node: Container, what: str) -> dict[str, Any]:
@@ -444,12 +445,15 @@ def critest_counts(xml: str) -> dict[str, Any]:
             counts["skipped"] += 1
         elif problem is None:
             counts["passed"] += 1
-        elif found := NEEDS_INTERNET.search(f"{problem.get('message', '')}\n{problem.text or ''}"):
+        elif NEEDS_INTERNET.search(text := f"{problem.get('message', '')}\n{problem.text or ''}"):
             counts["needs_internet"] += 1
-            counts["internet"][name] = found.group(1)
+            ref = REGISTRY_REF.search(text)
+            counts["internet"][name] = next((g for g in ref.groups() if g), "") if ref else ""
         else:
             counts["failed"] += 1
-            counts["failures"][name] = (problem.get("message") or problem.text or "").strip().splitlines()[0][:300]
+            # ginkgo v1 puts the spec's file:line in the message and what went wrong in the text
+            lines = [line.strip() for line in text.splitlines() if line.strip() and not re.fullmatch(r"\S+\.go:\d+", line.strip())]
+            counts["failures"][name] = (lines[0] if lines else "")[:300]
     return counts
 
 

@@ -83,3 +83,39 @@ def test_the_pod_uses_the_recipes_pause_image_only_through_crio_and_local_images
     files = pod.pod_files()
     assert {c["image"]["image"] for n, c in files.items() if n != "pod.json"} == {pod.BUSYBOX}
     assert "httpd" in files["web.json"]["command"][-1] and files["pod.json"]["metadata"]["uid"]
+
+
+# Shaped as ginkgo v2 (critest 1.25+) and ginkgo v1 (before) write JUnit: v1 puts file:line in the message.
+JUNIT_V2 = """<?xml version="1.0" encoding="UTF-8"?>
+<testsuites tests="5"><testsuite name="CRI validation" tests="5">
+<testcase name="[BeforeSuite]" status="passed"></testcase>
+<testcase name="[It] [k8s.io] PodSandbox runtime should support basic operations on PodSandbox" status="passed"></testcase>
+<testcase name="[It] [k8s.io] Image Manager public image with tag should be pulled and removed" status="failed">
+<failure message="failed to pull image: unable to pull image: initializing source docker://gcr.io/k8s-staging-cri-tools/test-image-tag:test: pinging container registry gcr.io: Get &quot;https://gcr.io/v2/&quot;: dial tcp: lookup gcr.io: no such host" type="failed"></failure></testcase>
+<testcase name="[It] [k8s.io] Security Context runtime should support HostIpc" status="failed">
+<failure message="failed to execSync in container &quot;0e26&quot;" type="failed">executable file `ipcs` not found in $PATH</failure></testcase>
+<testcase name="[It] [k8s.io] Windows only" status="skipped"><skipped message="skipped"></skipped></testcase>
+</testsuite></testsuites>"""
+JUNIT_V1 = """<?xml version="1.0" encoding="UTF-8"?>
+<testsuite name="CRI validation" tests="2" failures="2" errors="0" time="12.5">
+<testcase name="[k8s.io] Image Manager public image with tag should be pulled and removed [Conformance]" classname="CRI validation" time="0.1">
+<failure type="Failure" message="github.com/kubernetes-sigs/cri-tools/pkg/framework/util.go:306">github.com/kubernetes-sigs/cri-tools/pkg/framework/util.go:306
+failed to pull image: rpc error: code = Unknown desc = error pinging docker registry gcr.io: Get "https://gcr.io/v2/": dial tcp: lookup gcr.io on 10.0.0.1:53: no such host</failure></testcase>
+<testcase name="[k8s.io] Container runtime should support execSync" classname="CRI validation" time="0.2">
+<failure type="Failure" message="github.com/kubernetes-sigs/cri-tools/pkg/validate/container.go:232">github.com/kubernetes-sigs/cri-tools/pkg/validate/container.go:232
+Expected &lt;string&gt;: sh: pgrep: not found</failure></testcase>
+</testsuite>"""
+
+
+def test_critest_counts_from_ginkgo_v2_junit_set_the_internet_apart() -> None:
+    counts = pod.critest_counts(JUNIT_V2)
+    assert (counts["specs"], counts["passed"], counts["failed"], counts["skipped"], counts["needs_internet"]) == (4, 1, 1, 1, 1)
+    assert list(counts["internet"].values()) == ["gcr.io/k8s-staging-cri-tools/test-image-tag:test"]
+    assert counts["failures"] == {"[k8s.io] Security Context runtime should support HostIpc": 'failed to execSync in container "0e26"'}
+
+
+def test_critest_counts_from_ginkgo_v1_junit_read_what_went_wrong_from_the_text() -> None:
+    counts = pod.critest_counts(JUNIT_V1)
+    assert (counts["specs"], counts["passed"], counts["failed"], counts["needs_internet"]) == (2, 0, 1, 1)
+    assert list(counts["internet"].values()) == ["gcr.io"]
+    assert list(counts["failures"].values()) == ["Expected <string>: sh: pgrep: not found"]
