@@ -423,8 +423,11 @@ def critest_flags(node: Container, what: str) -> list[str]:
         images = f"defaultTestContainerImage: {BUSYBOX}\nwebServerTestImage: {WEBSERVER}\n"
         node.call(["sh", "-c", f"cat > /criobuild/critest/images.yaml <<'EOF'\n{images}EOF"])
         flags = ["-test-images-file", "/criobuild/critest/images.yaml"]
-    else:  # its default image is ours under that name
+    else:  # its default image is ours under that name, which it also asks for unqualified (busybox:1.28)
         node.call(["skopeo", "copy", "--quiet", "docker-archive:/criobuild/images/busybox.tar", storage(node) + CRITEST_DEFAULT_IMAGE])
+        search = 'unqualified-search-registries = ["docker.io"]\n'
+        node.call(["sh", "-c", f"mkdir -p /etc/containers/registries.conf.d && printf '{search}' > /etc/containers/registries.conf.d/50-criobuild-critest.conf && systemctl restart crio"])
+        wait_for_crio(node, what)
         flags = []
     if "junit-report" in usage:
         return flags + ["-ginkgo.junit-report=/criobuild/critest/junit.xml", "-ginkgo.no-color", "-ginkgo.succinct"]
