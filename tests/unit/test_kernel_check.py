@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import gzip
 import json
-import os
 import stat
 from dataclasses import dataclass
 from pathlib import Path

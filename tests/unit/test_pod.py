@@ -4,7 +4,6 @@ from __future__ import annotations
 import ipaddress
 import json
 import subprocess
-from dataclasses import replace
 from pathlib import Path
 
 import pytest
