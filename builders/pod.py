@@ -30,6 +30,7 @@ from .container import Container
 from .errors import ContainerError, PackageError
 from .recipe import Recipe
 from .settings import Settings
+from .tarball import write_sums_and_manifest
 
 DATA = Path(__file__).with_name("data") / "pod"
 APT_ENV = {"DEBIAN_FRONTEND": "noninteractive", "LANG": "C.UTF-8"}
@@ -126,6 +127,7 @@ def pod_test(recipe: Recipe, settings: Settings) -> None:
     print(f"{what}: critest {critest['passed']} passed, {critest['failed']} failed, {critest['skipped']} skipped, "
           f"{critest['needs_internet']} needing images from the internet, of {critest['specs']} specs")
     print(f"{what}: report {out}")
+    write_sums_and_manifest(recipe, settings)  # manifest.json records what the pod test saw
 
 
 def default_runtime(recipe: Recipe) -> str:

@@ -415,10 +415,20 @@ def write_sums_and_manifest(recipe: Recipe, settings: Settings, lookup_images: A
         raise PackageError(f"cannot write SHA256SUMS for {recipe.name} because {directory} has no .deb or .tar.gz", hint=f"run `doit build:{recipe.name}`")
     images = lookup_images(image_names(recipe, settings))
     manifest = build_manifest(recipe, settings, artifacts, images)
+    if (directory / "pod-report.json").is_file():  # `doit pod` ran on these very packages: what it saw
+        manifest["pod_test"] = pod_summary(json.loads((directory / "pod-report.json").read_text()))
     write_atomically(directory / "manifest.json", json.dumps(manifest, indent=2) + "\n")
     lines = [f"{sha256_file(p)}  {p.name}\n" for p in [*artifacts, directory / "manifest.json"]]
     write_atomically(directory / "SHA256SUMS", "".join(lines))
     print(f"{directory}/SHA256SUMS: {len(lines)} files")
+
+
+def pod_summary(report: dict[str, Any]) -> dict[str, Any]:
+    critest = report.get("critest", {})
+    return {
+        "runs": [{k: run[k] for k in ("crio_version", "cgroup_manager", "runtime", "pod_ip")} for run in report.get("runs", [])],
+        "critest": {k: critest.get(k) for k in ("specs", "passed", "failed", "skipped", "needs_internet")},
+    }
 
 
 def write_atomically(path: Path, text: str) -> None:
