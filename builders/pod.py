@@ -36,14 +36,15 @@ DATA = Path(__file__).with_name("data") / "pod"
 APT_ENV = {"DEBIAN_FRONTEND": "noninteractive", "LANG": "C.UTF-8"}
 CRICTL_TIMEOUT = "60s"  # crictl's own 2 s is short for a Pi's first pod; the kubelet waits 4 minutes
 BUSYBOX = "localhost/criobuild/busybox:test"
-WEBSERVER = "localhost/criobuild/webserver:test"
-PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"  # busybox's httpd on port 80, critest's web server
+WEBSERVER = "localhost/criobuild/webserver:test"  # busybox's httpd on port 80, critest's web server
+PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"  # the images' environment, as busybox's own
 # What the node needs beyond our packages: systemd as PID 1, and skopeo to put images into crio's storage.
 NODE_PACKAGES = ("systemd-sysv", "dbus", "skopeo", "jq")  # jq: OOM_WRAPPER
-# Docker refuses --privileged on our machines (its daemon lacks CAP_SYS_RESOURCE), and the node needs less:
+# Docker refuses --privileged on our machines (its daemon lacks CAP_SYS_RESOURCE), and the node needs less.
+# Its capabilities: every one the engine can grant (booted(), grantable_capabilities()): crio gives
+# privileged containers all of them, and mounts and namespaces (SYS_ADMIN) and the pod's bridge and
+# iptables (NET_ADMIN) need some anyway.
 NODE_OPTIONS: dict[str, Any] = {
-    # Every capability the engine can grant: crio gives privileged containers all of them, and mounts,
-    # namespaces (SYS_ADMIN) and the pod's bridge and iptables (NET_ADMIN) need these anyway.
     "security_opt": ["seccomp=unconfined"],  # docker's seccomp profile refuses mount, unshare and pivot_root without --privileged
     "cgroupns": "private",  # the node's cgroups are its own tree, as a Pi's are
     "device_cgroup_rules": ["a *:* rwm"],  # a pod's device rules can only narrow what its node's cgroup allows
