@@ -8,24 +8,25 @@ import docker
 from .container import Container
 
 MARKER = ".criobuild-complete"
-_known_filled: set[tuple[str, str]] = set()  # checked in this process: doit compiles four components in one
+_known_filled: set[str] = set()  # checked in this process: doit compiles four components in one
 
 
-def go_volume_name(goroot: Path) -> str:
-    return "criobuild-" + goroot.parent.name.replace("+", "_")
+def go_volume_name(goroot: Path, sha256: str) -> str:
+    """One volume per tarball, not per version: two tarballs of one Go version (go.dev's and a mirror's
+    repack) must not refill the volume under a build that is using it."""
+    return "criobuild-" + goroot.parent.name.replace("+", "_") + "-" + sha256[:12]
 
 
 def ensure_go_volume(client: docker.DockerClient, image: str, goroot: Path, sha256: str) -> str:
     """A volume holding goroot's contents (from the tarball with this sha256); filled once, marked last."""
-    name = go_volume_name(goroot)
-    key = sha256[:16]
-    if (name, key) in _known_filled:
+    name = go_volume_name(goroot, sha256)
+    if name in _known_filled:
         return name
     client.volumes.create(name, labels={"io.criobuild": "go"})
     with Container(client, image, volumes={name: {"bind": "/v", "mode": "rw"}}, what=f"toolchain volume {name}") as box:
-        if box.container.exec_run(["test", "-e", f"/v/{MARKER}-{key}"]).exit_code != 0:
-            box.call(["find", "/v", "-mindepth", "1", "-delete"])
+        if box.container.exec_run(["test", "-e", f"/v/{MARKER}"]).exit_code != 0:
+            box.call(["find", "/v", "-mindepth", "1", "-delete"])  # a fill that was interrupted
             box.copy_into(goroot, "/v")
-            box.call(["touch", f"/v/{MARKER}-{key}"])
-    _known_filled.add((name, key))
+            box.call(["touch", f"/v/{MARKER}"])
+    _known_filled.add(name)
     return name

@@ -368,3 +368,11 @@ def test_concurrent_processes_download_once(fake_mirror, tmp_path):
 
     assert len(set(results)) == 1 and (results[0] / "VERSION").is_file()
     assert server.count() == 1
+
+
+def test_two_tarballs_of_one_go_version_get_two_volumes() -> None:
+    from builders.volumes import go_volume_name
+
+    goroot = Path("/cache/toolchains/go1.19.8.linux-amd64/go")
+    names = {go_volume_name(goroot, "26acb521f3d0" + "0" * 52), go_volume_name(goroot, "f88e63c7aa11" + "0" * 52)}
+    assert names == {"criobuild-go1.19.8.linux-amd64-26acb521f3d0", "criobuild-go1.19.8.linux-amd64-f88e63c7aa11"}
