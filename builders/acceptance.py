@@ -17,7 +17,7 @@ from typing import Any
 
 from .arch import host_arch
 from .container import Container
-from .errors import ContainerError, PackageError
+from .errors import ContainerError
 from .components import upstream
 from .recipe import Recipe
 from .settings import Settings
@@ -40,16 +40,10 @@ def accept_task(recipe: Recipe, settings: Settings) -> dict[str, Any]:
 
 def accept(recipe: Recipe, settings: Settings) -> None:
     from .container import docker_client
-    from .deb import deb_path, deb_version, package_name
+    from .deb import built_debs, deb_version, package_name
     from .images import ensure_base_image
 
-    debs = [deb_path(recipe, c, settings) for c in recipe.components]
-    missing = [d.name for d in debs if not d.is_file()]
-    if missing:
-        raise PackageError(
-            f"cannot run the install acceptance because {settings.artifacts / recipe.name} lacks {', '.join(missing)}",
-            hint=f"run `doit build:{recipe.name}` first",
-        )
+    debs = built_debs(recipe, settings, "the install acceptance")
     client = docker_client()
     image = ensure_base_image(client, recipe.target, settings.base_source)
     logs = settings.artifacts / recipe.name / "logs"

@@ -49,6 +49,15 @@ def deb_path(recipe: Recipe, component: str, settings: Settings) -> Path:
     return settings.artifacts / recipe.name / name
 
 
+def built_debs(recipe: Recipe, settings: Settings, purpose: str) -> list[Path]:
+    """The recipe's .debs, every one of which must be built already (for acceptance, the pod test)."""
+    debs = [deb_path(recipe, c, settings) for c in recipe.components]
+    missing = [d.name for d in debs if not d.is_file()]
+    if missing:
+        raise PackageError(f"cannot run {purpose} because {settings.artifacts / recipe.name} lacks {', '.join(missing)}", hint=f"run `doit build:{recipe.name}` first")
+    return debs
+
+
 # --------------------------------------------------------------------------- what goes in each package
 
 def package_name(component: str) -> str:

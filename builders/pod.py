@@ -25,15 +25,16 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Iterator
 
+from .acceptance import APT_ENV
 from .arch import host_arch
 from .container import Container
-from .errors import ContainerError, PackageError
+from .errors import ContainerError
 from .recipe import Recipe
 from .settings import Settings
+from .deb import built_debs
 from .tarball import write_sums_and_manifest
 
 DATA = Path(__file__).with_name("data") / "pod"
-APT_ENV = {"DEBIAN_FRONTEND": "noninteractive", "LANG": "C.UTF-8"}
 CRICTL_TIMEOUT = "60s"  # crictl's own 2 s is short for a Pi's first pod; the kubelet waits 4 minutes
 BUSYBOX = "localhost/criobuild/busybox:test"
 WEBSERVER = "localhost/criobuild/webserver:test"  # busybox's httpd on port 80, critest's web server
@@ -97,7 +98,7 @@ def pod_test(recipe: Recipe, settings: Settings) -> None:
     from .images import ensure_base_image
 
     check_native(recipe)
-    debs = recipe_debs(recipe, settings)
+    debs = built_debs(recipe, settings, "the pod test")
     client = docker_client()
     base = ensure_base_image(client, recipe.target, settings.base_source)
     logs = settings.artifacts / recipe.name / "logs"
@@ -157,16 +158,6 @@ def check_native(recipe: Recipe) -> None:
             f"the namespaces a container needs (clone with CLONE_NEWNS or CLONE_NEWPID fails with EINVAL)",
             hint=f"run it natively: `doit build:{native} pod:{native}` here, or `doit pod:{recipe.name}` on an {recipe.target.arch} machine",
         )
-
-
-def recipe_debs(recipe: Recipe, settings: Settings) -> list[Path]:
-    from .deb import deb_path
-
-    debs = [deb_path(recipe, c, settings) for c in recipe.components]
-    missing = [d.name for d in debs if not d.is_file()]
-    if missing:
-        raise PackageError(f"cannot run the pod test because {settings.artifacts / recipe.name} lacks {', '.join(missing)}", hint=f"run `doit build:{recipe.name}` first")
-    return debs
 
 
 # --------------------------------------------------------------------------- images, made here

@@ -53,21 +53,20 @@ def recipe_list_step() -> dict:
     return next(s for s in jobs["recipes"]["steps"] if s.get("id") == "list")
 
 
-def matrix_recipes(tmp_path: Path) -> list[str]:
-    """Run the workflow's own recipe-listing step here, as the runner would."""
+def matrix_outputs(tmp_path: Path) -> dict[str, list[str]]:
+    """Run the workflow's own recipe-listing step here, as the runner would: its outputs."""
     output = tmp_path / "github-output"
     output.touch()
     subprocess.run(["bash", "-e", "-c", recipe_list_step()["run"]], cwd=REPO, env=os.environ | {"GITHUB_OUTPUT": str(output)}, check=True)
-    lines = dict(line.split("=", 1) for line in output.read_text().splitlines())
-    return json.loads(lines["recipes"])
+    return {key: json.loads(value) for key, value in (line.split("=", 1) for line in output.read_text().splitlines())}
+
+
+def matrix_recipes(tmp_path: Path) -> list[str]:
+    return matrix_outputs(tmp_path)["recipes"]
 
 
 def matrix_targets(tmp_path: Path) -> list[str]:
-    output = tmp_path / "github-output-targets"
-    output.touch()
-    subprocess.run(["bash", "-e", "-c", recipe_list_step()["run"]], cwd=REPO, env=os.environ | {"GITHUB_OUTPUT": str(output)}, check=True)
-    lines = dict(line.split("=", 1) for line in output.read_text().splitlines())
-    return json.loads(lines["targets"])
+    return matrix_outputs(tmp_path)["targets"]
 
 
 def test_matrix_is_every_target_the_tool_knows(tmp_path: Path) -> None:
