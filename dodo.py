@@ -5,6 +5,7 @@ from builders import tasks
 from builders.errors import BuildError
 from builders.recipe import for_every_target, load_all
 from builders.settings import load_settings
+from builders.view import BuildView
 
 try:
     SETTINGS = load_settings()
@@ -13,7 +14,7 @@ try:
 except BuildError as error:
     sys.exit(f"error: {error}")
 
-DOIT_CONFIG = {"default_tasks": ["about"], "verbosity": 2, "reporter": tasks.StderrReporter}
+DOIT_CONFIG = {"default_tasks": ["about"], "verbosity": 2, "reporter": BuildView}
 
 
 def task_about():

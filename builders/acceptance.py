@@ -21,20 +21,20 @@ from .errors import ContainerError
 from .components import upstream
 from .recipe import Recipe
 from .settings import Settings
+from .view import say
 
 APT_ENV = {"DEBIAN_FRONTEND": "noninteractive", "LANG": "C.UTF-8"}
 
 
 def accept_task(recipe: Recipe, settings: Settings) -> dict[str, Any]:
     from .deb import deb_path
-    from .tasks import as_action
+    from .tasks import step, step_log
 
     return {
         "name": recipe.name,
         "doc": f"install {recipe.name}'s .debs with apt in a clean {recipe.target.suite} {recipe.target.arch} container and run crio/conmon/crictl --version",
-        "actions": [(as_action(accept), [recipe, settings])],
+        **step(accept, [recipe, settings], step_log(settings, recipe.name, "accept")),
         "file_dep": [deb_path(recipe, c, settings) for c in recipe.components],
-        "verbosity": 2,
     }
 
 
@@ -46,13 +46,11 @@ def accept(recipe: Recipe, settings: Settings) -> None:
     debs = built_debs(recipe, settings, "the install acceptance")
     client = docker_client()
     image = ensure_base_image(client, recipe.target, settings.base_source)
-    logs = settings.artifacts / recipe.name / "logs"
-    logs.mkdir(parents=True, exist_ok=True)
     what = f"accept {recipe.name}"
-    with (logs / "accept.log").open("w") as log, tempfile.TemporaryDirectory(prefix="criobuild-accept-") as tmp:
+    with tempfile.TemporaryDirectory(prefix="criobuild-accept-") as tmp:
         for deb in debs:
             shutil.copy2(deb, tmp)
-        with Container(client, image, log=log, what=what, network="bridge") as box:
+        with Container(client, image, what=what, network="bridge") as box:
             box.copy_into(Path(tmp), "/tmp/debs")
             box.call(["apt-get", "update", "-q"], env=APT_ENV)
             box.call(["apt-get", "install", "-y", "-q", "--no-install-recommends", *(f"/tmp/debs/{d.name}" for d in debs)], env=APT_ENV)
@@ -68,7 +66,7 @@ def accept(recipe: Recipe, settings: Settings) -> None:
                     read_only = emulated and upstream(c).emulated_read_only
                     check_version(box, list(upstream(c).version_command), pin.version, what, read_only)
                 upstream(c).check_installed(box, recipe, what)
-    print(f"{what}: {', '.join(d.name for d in debs)} install on {recipe.target.distro} {recipe.target.suite} {recipe.target.arch} and run")
+    say(f"{what}: {', '.join(d.name for d in debs)} install on {recipe.target.distro} {recipe.target.suite} {recipe.target.arch} and run")
 
 
 def check_version(box: Container, argv: list[str], version: str, what: str, read_only: bool = False) -> None:

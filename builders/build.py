@@ -2,17 +2,15 @@
 
 Staging layout per recipe: artifacts/<recipe>/staging/<component>/ is a DESTDIR tree (usr/bin, etc, ...),
 artifacts/<recipe>/staging/<component>.json says what was built and is written last, so a tree without it
-is never taken as done; artifacts/<recipe>/logs/<component>.log keeps the build log.
+is never taken as done; the step's log, artifacts/<recipe>/logs/compile-<component>.log, keeps the build's output.
 """
 from __future__ import annotations
 
 import json
 import shutil
-import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TextIO
 
 import docker
 
@@ -26,6 +24,7 @@ from .images import ensure_builder_image
 from .modes import BuildMode, resolve_mode
 from .recipe import Component, Recipe
 from .settings import Settings
+from .view import say
 from .sources import apply_patches, checkout, last_line, run_git
 from .volumes import ensure_go_volume
 from .workspace import choose_workspace
@@ -111,7 +110,7 @@ def build_component(recipe: Recipe, name: str, settings: Settings) -> None:
     except ContainerError as error:
         if settings.mode != "auto" or mode.name != "cross" or not cross_toolchain_failed(error.message):
             raise
-        print(f"cross mode could not build {name} ({error.message.splitlines()[0]}); building it under emulation", file=sys.stderr)
+        say(f"cross mode could not build {name} ({error.message.splitlines()[0]}); building it under emulation")
         build_with(resolve_mode("qemu", recipe.target.arch), recipe, name, settings)
 
 
@@ -177,8 +176,7 @@ def run_build(client: docker.DockerClient, builder: Builder, mode: BuildMode, re
     space = choose_workspace(client, settings.transfer)
     volumes = {builder.go_volume: {"bind": GOROOT, "mode": "ro"}, go_cache_volume(recipe, mode, space.user): {"bind": GOCACHE, "mode": "rw"}}
     volumes |= space.volumes(str(source), str(output), SRC, OUT)
-    log = open_log(settings, recipe, name)
-    with log, Container(client, builder.image, volumes=volumes, env=build_env(mode, epoch), workdir=SRC, log=log, what=f"{recipe.name} {name}", owner=str(settings.artifacts), user=space.user) as box:
+    with Container(client, builder.image, volumes=volumes, env=build_env(mode, epoch), workdir=SRC, what=f"{recipe.name} {name}", owner=str(settings.artifacts), user=space.user) as box:
         box.say(f"# {recipe.name}: building {name} {component.version} ({component.commit[:12]}) in {builder.image}, mode {mode.name}, sources {'mounted' if space.mount else 'copied'}")
         if not space.mount:
             box.copy_into(source, SRC)
@@ -190,12 +188,6 @@ def run_build(client: docker.DockerClient, builder: Builder, mode: BuildMode, re
         if not space.mount:
             box.copy_out(OUT, output)
     return steps
-
-
-def open_log(settings: Settings, recipe: Recipe, name: str) -> TextIO:
-    path = settings.artifacts / recipe.name / "logs" / f"{name}.log"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    return path.open("w")
 
 
 def read_staged(settings: Settings, recipe: Recipe, component: str) -> dict:

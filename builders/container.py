@@ -15,7 +15,7 @@ from collections import deque
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Any
 
 import docker
 import docker.errors
@@ -65,7 +65,6 @@ class Container:
         volumes: dict[str, dict[str, str]] | None = None,
         env: dict[str, str] | None = None,
         workdir: str = "/",
-        log: TextIO | None = None,
         what: str = "",
         owner: str = "",
         network: str = "none",
@@ -79,7 +78,6 @@ class Container:
         self.volumes = volumes or {}
         self.env = env or {}
         self.workdir = workdir
-        self.log = log
         self.what = what
         self.owner = owner
         self.network = network  # builds run offline; apt needs "bridge", or "host" to reach the host's 127.0.0.1
@@ -121,7 +119,7 @@ class Container:
         self.timings.append((argv, round(time.monotonic() - started, 2)))
         if code != 0:
             last = "\n".join(tail)
-            where = f"the full log is {self.log.name}" if self.log else "its output is above"
+            where = "its output is above"
             raise ContainerError(
                 f"{self.what}: `{' '.join(argv)}` failed because it returned {code} in image {self.image}\n{last}",
                 hint=hint_for(last, APT_HINTS, default=where) if argv[0].startswith("apt") else where,
@@ -170,9 +168,6 @@ class Container:
 
     def say(self, text: str, end: str = "\n") -> None:
         print(text, end=end, flush=True)
-        if self.log:
-            self.log.write(text + end)
-            self.log.flush()
 
 
 def set_signal(signum: int, handler: Any) -> Any:

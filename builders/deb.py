@@ -27,6 +27,7 @@ from .errors import PackageError
 from .targets import release
 from .recipe import Recipe
 from .settings import Settings
+from .view import say
 
 def upstream_version(recipe: Recipe, component: str) -> str:
     """1.18.0-rc1 -> 1.18.0~rc1 (below 1.18.0); a branch pin without a tag -> <version>+git.<commit>."""
@@ -67,11 +68,13 @@ def package_name(component: str) -> str:
 # --------------------------------------------------------------------------- debian/ files
 
 
-def control_text(recipe: Recipe, component: str) -> str:
+def control_text(recipe: Recipe, component: str, links_libraries: bool = True) -> str:
+    """debian/control; ${shlibs:Depends} only for a package with a dynamically linked program (dpkg-gencontrol
+    warns of a substitution variable dpkg-shlibdeps never defines, as for static Go programs)."""
     info = upstream(component).package
     package = info.name
     relations = upstream(component).relations(recipe)
-    depends = ["${shlibs:Depends}", "${misc:Depends}", *relations.get("Depends", [])]
+    depends = ["${shlibs:Depends}"] * links_libraries + ["${misc:Depends}", *relations.get("Depends", [])]
     lines = [
         f"Source: {package}",
         f"Section: {info.section}",
@@ -152,7 +155,12 @@ override_dh_update_autotools_config override_dh_autoreconf override_dh_auto_conf
 override_dh_auto_install:
 \tcp -a root/. debian/{package}/
 
-# dwz only shrinks debug info for -dbgsym packages, which are not made (noautodbgsym).
+# No -dbgsym packages are made, so dh_strip only strips: asked to make them it extracts debug files first, which
+# needs a GNU build id that Go's linker does not write ("Could not find the BuildID"), then throws them away and
+# leaves a .gnu_debuglink to nothing. dwz only shrinks debug info for those packages.
+override_dh_strip:
+\tdh_strip --no-automatic-dbgsym
+
 override_dh_dwz:
 
 override_dh_builddeb:
@@ -260,7 +268,7 @@ def write_build_tree(tree: Path, recipe: Recipe, component: str, staging: Path, 
     upstream(component).prepare_package(root, recipe)
     move_units(root, release(recipe.target.distro, recipe.target.suite).units_in_usr)
     files = {
-        "control": control_text(recipe, component),
+        "control": control_text(recipe, component, links_shared_libraries(root)),
         "changelog": changelog_text(recipe, component, epoch, go),
         "copyright": copyright_text(recipe, component, epoch),
         "rules": RULES.format(package=package),
@@ -272,6 +280,19 @@ def write_build_tree(tree: Path, recipe: Recipe, component: str, staging: Path, 
     for name, text in files.items():
         (debian / name).write_text(text)
     (debian / "rules").chmod(0o755)
+
+
+def links_shared_libraries(root: Path) -> bool:
+    """Whether any ELF file of the tree names a shared library (DT_NEEDED)."""
+    for path in root.rglob("*"):
+        if path.is_file() and not path.is_symlink():
+            with path.open("rb") as f:
+                if f.read(4) != b"\x7fELF":
+                    continue
+            found = elf.read_elf(path.read_bytes())
+            if found and found.needed():
+                return True
+    return False
 
 
 def move_units(root: Path, units_in_usr: bool) -> None:
@@ -304,7 +325,10 @@ def package_deb(recipe: Recipe, component: str, settings: Settings) -> None:
     settings.cache.mkdir(parents=True, exist_ok=True)
     client = docker_client()
     image = ensure_packaging_image(client, manifest["builder_image"])
-    env = {"SOURCE_DATE_EPOCH": str(epoch), "DEB_BUILD_OPTIONS": "noautodbgsym", "LC_ALL": "C.UTF-8", "TZ": "UTC"}
+    # nocheck: packaging runs no tests (dh warns that it cannot run them across architectures). CC names the
+    # target's compiler, as a cross build would (dpkg-architecture warns when `$CC -dumpmachine` is another
+    # architecture; nothing is compiled here, and a CC that is not installed is not asked).
+    env = {"SOURCE_DATE_EPOCH": str(epoch), "LC_ALL": "C.UTF-8", "TZ": "UTC", "DEB_BUILD_OPTIONS": "nocheck", "CC": f"{recipe.target.arch.to_gnu_triplet()}-gcc"}
     with tempfile.TemporaryDirectory(prefix=f"deb-{component}-", dir=settings.cache) as tmp:
         tree = Path(tmp) / "tree"
         write_build_tree(tree, recipe, component, staging_dir(settings, recipe, component), epoch, manifest.get("go", recipe.go.version))
@@ -333,20 +357,19 @@ def drop_other_versions(artifact: Path, pattern: str) -> None:
     for old in artifact.parent.glob(pattern):
         if old != artifact:
             old.unlink()
-            print(f"removed {old.name}, superseded by {artifact.name}")
+            say(f"removed {old.name}, superseded by {artifact.name}")
 
 
 def deb_task(recipe: Recipe, component: str, settings: Settings) -> dict[str, Any]:
     from .build import staging_manifest
-    from .tasks import as_action
+    from .tasks import step, step_log
 
     packaging = [Path(__file__), *package_sources(component)]
     return {
         "name": f"{recipe.name}:{package_name(component)}",
         "doc": f"package {component} as {package_name(component)}_{deb_version(recipe, component)}_{recipe.target.arch.to_deb()}.deb",
-        "actions": [(as_action(package_deb), [recipe, component, settings])],
+        **step(package_deb, [recipe, component, settings], step_log(settings, recipe.name, f"deb-{package_name(component)}")),
         "file_dep": [staging_manifest(settings, recipe, component), *packaging],
         "targets": [deb_path(recipe, component, settings)],
         "uptodate": [config_changed({"revision": recipe.revision, "maintainer": recipe.maintainer, "relations": upstream(component).relations(recipe), "scripts": upstream(component).maintainer_scripts(recipe)})],
-        "verbosity": 2,
     }

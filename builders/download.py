@@ -9,19 +9,14 @@ from __future__ import annotations
 import hashlib
 import os
 import re
-import sys
 import tempfile
-import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 import requests
 import urllib3.exceptions
-from rich.console import Console
-from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn, TransferSpeedColumn
 
 from .errors import BuildError, ChecksumError, DownloadError
+from .view import transfer
 
 CHUNK = 1 << 20
 DEFAULT_TIMEOUT = 60.0  # seconds to connect, and between two reads
@@ -101,7 +96,7 @@ def stream(url: str, out, *, timeout: float, describe_mirror: str) -> tuple[str,
                 raise fail(f"the server answered {response.status_code} {response.reason}")
             length = response.headers.get("Content-Length")
             expected = int(length) if length and length.isdigit() else None
-            with progress(url, expected) as advance:
+            with transfer(url.rsplit("/", 1)[-1], expected) as advance:
                 # raw bytes: a server that labels a .tar.gz `Content-Encoding: gzip` must not get it unpacked
                 for chunk in response.raw.stream(CHUNK, decode_content=False):
                     out.write(chunk)
@@ -136,31 +131,3 @@ def connection_reason(error: requests.ConnectionError, timeout: float) -> str:
     return f"the connection failed: {text}"
 
 
-@contextmanager
-def progress(url: str, total: int | None) -> Iterator[Callable[[int], None]]:
-    """A rich progress bar on a terminal; a few plain lines in CI or when output is captured."""
-    name = url.rsplit("/", 1)[-1]
-    console = Console(stderr=True)
-    if console.is_terminal and not os.environ.get("CI"):
-        columns = (TextColumn("[bold]{task.description}"), BarColumn(), DownloadColumn(), TransferSpeedColumn(), TimeRemainingColumn())
-        with Progress(*columns, console=console, transient=False) as bar:
-            task = bar.add_task(f"download {name}", total=total)
-            yield lambda n: bar.advance(task, n)
-        return
-    start = time.monotonic()
-    state = {"done": 0, "next": 0.25}
-    print(f"downloading {url} ({megabytes(total)})", file=sys.stderr, flush=True)
-
-    def advance(n: int) -> None:
-        state["done"] += n
-        if total and state["next"] <= state["done"] / total < 1:
-            print(f"  {name}: {state['done'] / total:.0%} of {megabytes(total)}", file=sys.stderr, flush=True)
-            while state["next"] <= state["done"] / total:
-                state["next"] += 0.25
-
-    yield advance
-    print(f"downloaded {name}: {megabytes(state['done'])} in {time.monotonic() - start:.1f} s", file=sys.stderr, flush=True)
-
-
-def megabytes(n: int | None) -> str:
-    return "size unknown" if n is None else f"{n / 1e6:.1f} MB"

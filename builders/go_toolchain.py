@@ -17,7 +17,6 @@ import json
 import os
 import posixpath
 import shutil
-import sys
 import tarfile
 import tempfile
 import zlib
@@ -33,7 +32,8 @@ from .download import download, partial_name, sha256_file
 from .errors import BuildError, ChecksumError, RecipeError
 from .recipe import GoToolchain
 from .settings import Settings
-from .tasks import as_action
+from .tasks import step, step_log
+from .view import say
 
 OFFICIAL_DOWNLOADS = "https://go.dev/dl"
 MARKER = ".criobuild-complete"
@@ -128,7 +128,7 @@ def file_lock(path: Path, what: str) -> Iterator[None]:
         try:
             fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
-            print(f"waiting for another build that is fetching {what} ({path})", file=sys.stderr, flush=True)
+            say(f"waiting for another build that is fetching {what} ({path})")
             fcntl.flock(handle, fcntl.LOCK_EX)
         try:
             yield
@@ -259,8 +259,7 @@ def go_task(go: GoToolchain, arch: Arch, settings: Settings) -> dict[str, Any]:
     return {
         "name": f"{go.version}-{arch}",
         "doc": f"Go {go.version} for {arch}: download {go.tarball(arch)}, verify its pinned sha256, unpack into the cache",
-        "actions": [as_action(fetch_go)],
+        **step(fetch_go, [], step_log(settings, "", f"go-{go.version}-{arch}")),  # shared by recipes: artifacts/logs/
         "targets": [str(completion_marker(go, arch, settings))],
         "uptodate": [config_changed({"version": go.version, "sha256": go.sha256.get(arch, ""), "arch": str(arch)})],
-        "verbosity": 2,
     }

@@ -4,7 +4,6 @@ from __future__ import annotations
 import hashlib
 import io
 import subprocess
-import sys
 from collections import deque
 
 import docker
@@ -14,6 +13,7 @@ from .arch import Arch
 from .errors import ContainerError
 from .components import upstream
 from .recipe import Recipe, Target
+from .view import say
 from .tools import APT_HINTS, StderrTail, hint_for, last_lines, require_tool
 
 # What every build needs, whatever it builds: each component adds its own (builders/components/), and
@@ -60,7 +60,7 @@ def pull_base(client: docker.DockerClient, target: Target, name: str) -> bool:
     try:
         image = client.images.pull(target.distro, tag=target.suite, platform=target.arch.to_oci())
     except docker.errors.APIError as e:
-        print(f"could not pull {target.distro}:{target.suite} ({e.explanation}); bootstrapping from {target.mirror}", file=sys.stderr)
+        say(f"could not pull {target.distro}:{target.suite} ({e.explanation}); bootstrapping from {target.mirror}")
         return False
     image.tag(name)
     return True
@@ -69,7 +69,7 @@ def pull_base(client: docker.DockerClient, target: Target, name: str) -> bool:
 def bootstrap_base(target: Target, name: str) -> None:
     """mmdebstrap a minimal root filesystem from the mirror and `docker import` it (streamed, no temp file)."""
     check_bootstrap_tools(target)
-    print(f"bootstrapping {name} from {target.mirror} with mmdebstrap", file=sys.stderr, flush=True)
+    say(f"bootstrapping {name} from {target.mirror} with mmdebstrap")
     strap = subprocess.Popen(
         ["mmdebstrap", f"--arch={target.arch.to_deb()}", "--variant=minbase", "--include=ca-certificates",
          target.suite, "-", target.mirror],
@@ -142,7 +142,7 @@ def ensure_builder_image(client: docker.DockerClient, target: Target, packages: 
     name = f"criobuild/builder:{target.distro}-{target.suite}-{target.arch}-{digest}"
     if image_exists(client, name):
         return name
-    print(f"building {name} (apt-get install of {len(packages)} packages{emulated_note(target.arch)})", file=sys.stderr, flush=True)
+    say(f"building {name} (apt-get install of {len(packages)} packages{emulated_note(target.arch)})")
     build_image(client, dockerfile, name)
     return name
 

@@ -33,6 +33,7 @@ from .recipe import Recipe
 from .settings import Settings
 from .deb import built_debs
 from .tarball import write_sums_and_manifest
+from .view import say
 
 DATA = Path(__file__).with_name("data") / "pod"
 CRICTL_TIMEOUT = "60s"  # crictl's own 2 s is short for a Pi's first pod; the kubelet waits 4 minutes
@@ -81,15 +82,14 @@ POD_MOUNTS = re.compile(r" (/run/containers/storage/|/var/lib/containers/storage
 
 def pod_task(recipe: Recipe, settings: Settings) -> dict[str, Any]:
     from .deb import deb_path
-    from .tasks import as_action
+    from .tasks import step, step_log
 
     return {
         "name": recipe.name,
         "doc": f"boot a clean {recipe.target.suite} {recipe.target.arch} container with {recipe.name}'s .debs and run a pod with crictl (natively)",
-        "actions": [(as_action(pod_test), [recipe, settings])],
+        **step(pod_test, [recipe, settings], step_log(settings, recipe.name, "pod")),
         "file_dep": [deb_path(recipe, c, settings) for c in recipe.components],
         "uptodate": [False],  # a test: it runs whenever asked
-        "verbosity": 2,
     }
 
 
@@ -101,18 +101,16 @@ def pod_test(recipe: Recipe, settings: Settings) -> None:
     debs = built_debs(recipe, settings, "the pod test")
     client = docker_client()
     base = ensure_base_image(client, recipe.target, settings.base_source)
-    logs = settings.artifacts / recipe.name / "logs"
-    logs.mkdir(parents=True, exist_ok=True)
     what = f"pod test of {recipe.name}"
     owner = str(settings.artifacts / recipe.name)
-    with (logs / "pod.log").open("w") as log, tempfile.TemporaryDirectory(prefix="criobuild-pod-") as tmp:
+    with tempfile.TemporaryDirectory(prefix="criobuild-pod-") as tmp:
         inputs = Path(tmp)
-        make_images(client, base, inputs / "images", log, what, owner)
+        make_images(client, base, inputs / "images", what, owner)
         for deb in debs:
             (inputs / "debs").mkdir(exist_ok=True)
             (inputs / "debs" / deb.name).write_bytes(deb.read_bytes())
-        with installed_node(client, base, inputs, debs, log, what, owner) as image:
-            with booted(client, image, log, what, owner) as node:
+        with installed_node(client, base, inputs, debs, what, owner) as image:
+            with booted(client, image, what, owner) as node:
                 load_images(node, recipe, what)
                 subids = {f: node.output(["cat", f"/etc/{f}"]).splitlines() for f in ("subuid", "subgid")} if recipe.subid_ranges else {}
                 runs = [run_pod(node, what, default_runtime(recipe))]
@@ -124,11 +122,11 @@ def pod_test(recipe: Recipe, settings: Settings) -> None:
     report = {"recipe": recipe.name, "target": recipe.target.name, "runs": runs, "critest": critest, "subids": subids}
     out.write_text(json.dumps(report, indent=2) + "\n")
     for run in runs:
-        print(f"{what}: with cgroup_manager {run['cgroup_manager']}, pod {run['pod_ip']} ran 2 containers on {recipe.target.distro} "
+        say(f"{what}: with cgroup_manager {run['cgroup_manager']}, pod {run['pod_ip']} ran 2 containers on {recipe.target.distro} "
               f"{recipe.target.suite} {recipe.target.arch} under crio {run['crio_version']} ({run['runtime']}); nothing left after rmp")  # fmt: skip
-    print(f"{what}: critest {critest['passed']} passed, {critest['failed']} failed, {critest['skipped']} skipped, "
+    say(f"{what}: critest {critest['passed']} passed, {critest['failed']} failed, {critest['skipped']} skipped, "
           f"{critest['needs_internet']} needing images from the internet, of {critest['specs']} specs")
-    print(f"{what}: report {out}")
+    say(f"{what}: report {out}")
     write_sums_and_manifest(recipe, settings)  # manifest.json records what the pod test saw
 
 
@@ -163,9 +161,9 @@ def check_native(recipe: Recipe) -> None:
 # --------------------------------------------------------------------------- images, made here
 
 
-def make_images(client: Any, base: str, out: Path, log: Any, what: str, owner: str) -> None:
+def make_images(client: Any, base: str, out: Path, what: str, owner: str) -> None:
     """pause.tar and busybox.tar (docker-archive) in out: the pause program built static, Debian's busybox-static."""
-    with Container(client, base, log=log, what=f"{what}: making the images", owner=owner, network="bridge") as box:
+    with Container(client, base, what=f"{what}: making the images", owner=owner, network="bridge") as box:
         box.call(["apt-get", "update", "-q"], env=APT_ENV)
         box.call(["apt-get", "install", "-y", "-q", "--no-install-recommends", "gcc", "libc6-dev", "busybox-static"], env=APT_ENV)
         box.copy_into(DATA, "/src")
@@ -206,9 +204,9 @@ def image_archive(client: Any, rootfs: Path, entrypoint: list[str], dest: Path, 
 
 
 @contextmanager
-def installed_node(client: Any, base: str, inputs: Path, debs: list[Path], log: Any, what: str, owner: str) -> Iterator[str]:
+def installed_node(client: Any, base: str, inputs: Path, debs: list[Path], what: str, owner: str) -> Iterator[str]:
     """An image of the target's base with our .debs (and systemd, skopeo) installed by apt; removed afterwards."""
-    with Container(client, base, log=log, what=what, owner=owner, network="bridge") as box:
+    with Container(client, base, what=what, owner=owner, network="bridge") as box:
         box.copy_into(inputs, "/criobuild")
         box.call(["apt-get", "update", "-q"], env=APT_ENV)
         box.call(["apt-get", "install", "-y", "-q", "--no-install-recommends", *NODE_PACKAGES, *(f"/criobuild/debs/{d.name}" for d in debs)], env=APT_ENV)
@@ -217,13 +215,13 @@ def installed_node(client: Any, base: str, inputs: Path, debs: list[Path], log: 
 
 
 @contextmanager
-def booted(client: Any, image: str, log: Any, what: str, owner: str) -> Iterator[Container]:
+def booted(client: Any, image: str, what: str, owner: str) -> Iterator[Container]:
     """The node running with systemd as PID 1 and crio started by its unit; its storage on a volume of its own."""
     from docker.types import Mount
 
     options = NODE_OPTIONS | {"mounts": [Mount("/var/lib/containers", None, type="volume")]}  # overlay cannot sit on docker's overlay
     options["cap_add"], refused = grantable_capabilities(client, image)
-    with Container(client, image, log=log, what=what, owner=owner, network="bridge", command=["sh", "-c", BOOT], env={"container": "docker"}, options=options) as node:
+    with Container(client, image, what=what, owner=owner, network="bridge", command=["sh", "-c", BOOT], env={"container": "docker"}, options=options) as node:
         wait_for_systemd(node, what)
         if refused:
             wrap_runtimes(node, refused, what)

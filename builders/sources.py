@@ -27,14 +27,12 @@ from typing import Any
 import git
 from doit.tools import config_changed
 from packaging.version import InvalidVersion, Version
-from rich.console import Console
 
 from .errors import RecipeError, SourceError
 from .recipe import Component, Recipe, load_recipe
 from .settings import Settings
-from .tasks import as_action
-
-console = Console(stderr=True, highlight=False)
+from .tasks import as_action, step, step_log
+from .view import say
 
 # Fetch depths: a first shallow fetch, then deepen steps until the pin is proven on its branch.
 FIRST_DEPTH = 50
@@ -52,10 +50,6 @@ STALE_PARTIAL_SECONDS = 3600
 
 class CacheDamaged(Exception):
     """The cached clone cannot be trusted; it is fetched again (internal, never shown to users)."""
-
-
-def say(message: str) -> None:
-    console.print(message, markup=False, soft_wrap=True)
 
 
 def short(commit: str) -> str:
@@ -574,10 +568,9 @@ def source_task(recipe: Recipe, component_name: str, settings: Settings) -> dict
     return {
         "name": f"{recipe.name}:{component_name}",
         "doc": f"fetch {component_name} {component.ref} ({short(component.commit)}) into the source cache",
-        "actions": [as_action(fetch_and_stamp)],
+        **step(fetch_and_stamp, [], step_log(settings, recipe.name, f"source-{component_name}")),
         "targets": [str(stamp)],
         "uptodate": [config_changed(repr(component))],
-        "verbosity": 2,
     }
 
 

@@ -442,15 +442,14 @@ def write_atomically(path: Path, text: str) -> None:
 
 def tarball_task(recipe: Recipe, settings: Settings) -> dict[str, Any]:
     from .build import staging_manifest
-    from .tasks import as_action
+    from .tasks import step, step_log
 
     return {
         "name": recipe.name,
         "doc": f"release tarball {tarball_path(recipe, settings).name} with an install script",
-        "actions": [(as_action(make_tarball), [recipe, settings])],
+        **step(make_tarball, [recipe, settings], step_log(settings, recipe.name, "tarball")),
         "file_dep": [staging_manifest(settings, recipe, c) for c in recipe.components] + package_data(),
         "targets": [tarball_path(recipe, settings)],
-        "verbosity": 2,
     }
 
 
@@ -461,15 +460,16 @@ def package_data() -> list[Path]:
 
 def sums_task(recipe: Recipe, settings: Settings) -> dict[str, Any]:
     from .deb import deb_path
-    from .tasks import as_action
+    from .tasks import step, step_log
 
     artifacts = [deb_path(recipe, c, settings) for c in recipe.components] + [tarball_path(recipe, settings)]
     out = settings.artifacts / recipe.name
+    sums = step(write_sums_and_manifest, [recipe, settings], step_log(settings, recipe.name, "sums"))
+    sums["meta"] |= {"sums": str(out / "SHA256SUMS"), "target": f"{recipe.target.distro} {recipe.target.suite} {recipe.target.arch}"}  # the view's summary
     return {
         "name": recipe.name,
         "doc": "SHA256SUMS and manifest.json over every artifact of the recipe",
-        "actions": [(as_action(write_sums_and_manifest), [recipe, settings])],
+        **sums,
         "file_dep": artifacts + [recipe.path],
         "targets": [out / "SHA256SUMS", out / "manifest.json"],
-        "verbosity": 2,
     }

@@ -2,41 +2,45 @@
 from __future__ import annotations
 
 import functools
-import sys
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from doit.exceptions import TaskFailed
-from doit.reporter import ConsoleReporter
 from doit.tools import config_changed
 
 from .errors import BuildError
 from .recipe import Recipe
 from .settings import Settings
+from .view import step_output
 
 
-class StderrReporter(ConsoleReporter):
-    """doit's own lines (task titles, failures) go to stderr, so standard output carries only what tasks print:
-    `doit check:kernel --json | jq` reads one JSON document."""
-
-    def __init__(self, outstream: Any, options: dict[str, Any]) -> None:
-        super().__init__(sys.stderr, options)
-
-
-def as_action(func: Callable[..., Any]) -> Callable[..., Any]:
-    """Turn a user error into a clean doit failure; bugs keep their traceback."""
+def as_action(func: Callable[..., Any], log: Path | None = None) -> Callable[..., Any]:
+    """Turn a user error into a clean doit failure; bugs keep their traceback. With a log, everything the
+    action prints goes there (see builders.view)."""
 
     @functools.wraps(func)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
-        try:
-            result = func(*args, **kwargs)
-        except BuildError as e:
-            return TaskFailed(str(e))
-        except KeyboardInterrupt:
-            return TaskFailed("interrupted")
+        with step_output(log):
+            try:
+                result = func(*args, **kwargs)
+            except BuildError as e:
+                return TaskFailed(str(e))
+            except KeyboardInterrupt:
+                return TaskFailed("interrupted")
         return None if result is None or result is True else result
 
     return wrapper
+
+
+def step(func: Callable[..., Any], args: list[Any], log: Path) -> dict[str, Any]:
+    """A task's action and meta when it is a step of a build: the view shows it, its output goes to log."""
+    return {"actions": [(as_action(func, log), args)], "meta": {"log": str(log)}, "verbosity": 2}
+
+
+def step_log(settings: Settings, owner: str, name: str) -> Path:
+    """artifacts/<recipe>/logs/<step>.log (owner "" for the steps recipes share: artifacts/logs/)."""
+    return settings.artifacts / owner / "logs" / f"{name}.log"
 
 
 def about(recipes: list[Recipe], settings: Settings) -> dict[str, Any]:
@@ -84,12 +88,11 @@ def compile_task(recipe: Recipe, component: str, settings: Settings) -> dict[str
     return {
         "name": f"{recipe.name}:{component}",
         "doc": f"build {component} {c.version} for {recipe.target.arch} in a {recipe.target.suite} container",
-        "actions": [(as_action(build_component), [recipe, component, settings])],
+        **step(build_component, [recipe, component, settings], step_log(settings, recipe.name, f"compile-{component}")),
         "task_dep": [f"preflight:{recipe.name}"],  # first, before the downloads and clones file_dep brings
         "file_dep": [stamp_path(recipe, component, settings), completion_marker(recipe.go_for(component), go_arch, settings)],
         "targets": [staging_manifest(settings, recipe, component)],
         "uptodate": [config_changed({"recipe": recipe.fingerprint(component, go_arch), "mode": mode.name, "packages": mode.packages(recipe)})],
-        "verbosity": 2,
     }
 
 
@@ -97,9 +100,8 @@ def preflight_task(recipe: Recipe, settings: Settings) -> dict[str, Any]:
     return {
         "name": recipe.name,
         "doc": "check the Docker engine, QEMU, tools and disk before anything is downloaded",
-        "actions": [(as_action(preflight), [recipe, settings])],
+        **step(preflight, [recipe, settings], step_log(settings, recipe.name, "preflight")),
         "uptodate": [False],
-        "verbosity": 2,
     }
 
 

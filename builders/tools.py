@@ -43,9 +43,9 @@ def hint_for(output: str, hints: Iterable[tuple[str, str]], default: str) -> str
 class StderrTail:
     """Echo a child's stderr as it comes and keep its last lines, read on a thread (no pipe can fill up)."""
 
-    def __init__(self, stream: IO[bytes], echo: IO[str] = sys.stderr) -> None:
+    def __init__(self, stream: IO[bytes], echo: IO[str] | None = None) -> None:
         self.lines: deque[str] = deque(maxlen=200)
-        self.thread = threading.Thread(target=self._read, args=(stream, echo), daemon=True)
+        self.thread = threading.Thread(target=self._read, args=(stream, echo or sys.stderr), daemon=True)  # the step's log, while one runs
         self.thread.start()
 
     def _read(self, stream: IO[bytes], echo: IO[str]) -> None:

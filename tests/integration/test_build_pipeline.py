@@ -12,19 +12,19 @@ import pytest
 from builders.arch import Arch
 from builders.container import leftover_containers
 from builders.elf import E_MACHINE, elf_machine
-from tests.fixtures.pipeline import REPO, Pipeline, make_pipeline, run_staged
+from tests.fixtures.pipeline import REPO, Pipeline, make_pipeline, run_staged, step_states
 
 pytestmark = [pytest.mark.docker, pytest.mark.emulation, pytest.mark.slow]
 COMPONENTS = ("cri-o", "conmon", "cni-plugins", "cri-tools", "runc")
 
 
 def ran(output: str, task: str) -> bool:
-    """doit's title line for a task it ran (on stderr: see builders.tasks.StderrReporter)."""
-    return any(line.strip() == f".  {task}" for line in output.splitlines())
+    """The view's plain line for a step that ran ("20:41:03 done       compile:crio-1.18:conmon (41.2 s)")."""
+    return step_states(output).get(task) == "done"
 
 
 def skipped_as_up_to_date(output: str, task: str) -> bool:
-    return any(line.strip() == f"-- {task}" for line in output.splitlines())
+    return step_states(output).get(task) == "up to date"
 
 
 @pytest.fixture
@@ -42,7 +42,8 @@ def test_an_interrupted_build_leaves_no_container_and_no_partial_staging(fresh_p
         preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
     try:
-        wait_for(lambda: "+ make" in (pipeline.root / "interrupted.log").read_text(), proc, timeout=600)
+        step_log = pipeline.artifacts / "logs" / "compile-conmon.log"
+        wait_for(lambda: step_log.exists() and "+ make" in step_log.read_text(), proc, timeout=600)
         assert leftover_containers(docker_engine, pipeline.env["CRIOBUILD_ARTIFACTS"]), "the build should be running in a container"
         proc.send_signal(signal.SIGINT)
         proc.wait(timeout=120)
@@ -77,7 +78,7 @@ def test_build_stages_aarch64_binaries_of_every_component(pipeline: Pipeline, bu
         assert (staging / f"{component}.json").exists(), component
         for f in files:
             assert elf_machine(staging / component / f) == E_MACHINE[Arch.arm64], f
-    assert (pipeline.artifacts / "logs" / "cri-o.log").read_text().count("+ make") >= 2
+    assert (pipeline.artifacts / "logs" / "compile-cri-o.log").read_text().count("+ make") >= 2
 
 
 def test_staged_binaries_run_under_emulation_and_print_the_pinned_versions(pipeline: Pipeline, built, docker_engine, arm64_builder_image) -> None:
@@ -120,7 +121,7 @@ def test_a_second_build_with_nothing_changed_rebuilds_nothing(pipeline: Pipeline
     result = pipeline.doit(*(f"compile:crio-1.18:{c}" for c in COMPONENTS))
     assert result.returncode == 0, result.stderr
     for component in COMPONENTS:
-        assert skipped_as_up_to_date(result.stderr, f"compile:crio-1.18:{component}"), result.stderr
+        assert skipped_as_up_to_date(result.stdout, f"compile:crio-1.18:{component}"), result.stdout
     assert "+ make" not in result.stdout
 
 
@@ -150,9 +151,9 @@ def test_changing_one_pin_rebuilds_that_component_and_what_packages_it(pipeline:
         result = pipeline.doit("build:crio-1.18")
         assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
         for task in ("compile:crio-1.18:conmon", "deb:crio-1.18:conmon", "deb:crio-1.18:cri-o", "tarball:crio-1.18", "sums:crio-1.18"):
-            assert ran(result.stderr, task), result.stderr
+            assert ran(result.stdout, task), result.stdout
         for task in ("compile:crio-1.18:cri-o", "compile:crio-1.18:cni-plugins", "compile:crio-1.18:cri-tools", "deb:crio-1.18:cri-tools"):
-            assert skipped_as_up_to_date(result.stderr, task), result.stderr
+            assert skipped_as_up_to_date(result.stdout, task), result.stdout
         conmon = run_staged(docker_engine, arm64_builder_image, pipeline.artifacts / "staging" / "conmon", ["/usr/bin/conmon", "--version"])
         assert conmon.startswith("conmon version 2.0.18")
 

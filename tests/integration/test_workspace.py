@@ -36,7 +36,7 @@ def staged_crio(pipeline: Pipeline) -> Path:
 
 
 def test_mounted_sources_are_the_default_on_a_local_engine(cross_pipeline: Pipeline, cross_built) -> None:
-    assert "sources mounted" in (cross_pipeline.artifacts / "logs" / "cri-o.log").read_text()
+    assert "sources mounted" in (cross_pipeline.artifacts / "logs" / "compile-cri-o.log").read_text()
 
 
 def test_copied_sources_build_the_same_cri_o_as_mounted_ones(tmp_path: Path, upstreams, go_tarballs, http_server, cross_pipeline: Pipeline, cross_built, docker_engine) -> None:
@@ -44,7 +44,7 @@ def test_copied_sources_build_the_same_cri_o_as_mounted_ones(tmp_path: Path, ups
     copied.env["CRIOBUILD_TRANSFER"] = "copy"
     result = copied.doit("compile:crio-1.18:cri-o")
     assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-4000:]
-    assert "sources copied" in (copied.artifacts / "logs" / "cri-o.log").read_text()
+    assert "sources copied" in (copied.artifacts / "logs" / "compile-cri-o.log").read_text()
     assert tree_digest(staged_crio(copied)) == tree_digest(staged_crio(cross_pipeline))
     assert leftover_containers(docker_engine, copied.env["CRIOBUILD_ARTIFACTS"]) == []
 

@@ -156,15 +156,16 @@ def test_go_task_runs_ensure_go_and_targets_the_marker(fake_mirror, tmp_path):
     assert task["name"] == f"{FAKE_VERSION}-arm64" and task["doc"]
     assert task["targets"] == [str(completion_marker(go, Arch.arm64, settings))]
     assert len(task["uptodate"]) == 1
-    (action,) = task["actions"]
-    assert action() is None  # success for doit (a returned Path would be a failure)
+    ((action, args),) = task["actions"]
+    assert action(*args) is None  # success for doit (a returned Path would be a failure)
     assert completion_marker(go, Arch.arm64, settings).is_file()
+    assert "downloading" in Path(task["meta"]["log"]).read_text(), "the step's output is in its log"
 
 
 def test_go_task_fails_cleanly_on_user_errors(tmp_path, closed_port_url):
     go = GoToolchain(version=FAKE_VERSION, sha256={Arch.arm64: "0" * 64})
-    (action,) = go_task(go, Arch.arm64, settings_for(tmp_path, closed_port_url))["actions"]
-    result = action()
+    ((action, args),) = go_task(go, Arch.arm64, settings_for(tmp_path, closed_port_url))["actions"]
+    result = action(*args)
     assert isinstance(result, TaskFailed)
     assert "connection was refused" in result.message
 

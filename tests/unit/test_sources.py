@@ -462,13 +462,15 @@ def test_source_task_writes_a_stamp_that_moves_with_the_pin(upstream: Upstream, 
     assert task["name"] == "crio-1.18:cri-o"
     assert task["targets"] == [str(stamp)]
     assert "doc" in task and len(task["uptodate"]) == 1
-    assert task["actions"][0]() is None
+    action, args = task["actions"][0]
+    assert action(*args) is None
     assert stamp.read_text() == f"repo https://github.com/cri-o/cri-o\nref v1.18.0\ncommit {upstream.tags['v1.18.0']}\n"
 
 
 def test_source_task_failure_is_a_clean_doit_failure(upstream: Upstream, settings: Settings, tmp_path: Path) -> None:
     recipe = load_recipe(make_recipe(tmp_path, fixture_recipe_text(upstream)))  # github unreachable: no redirect
-    result = sources.source_task(recipe, "cri-o", settings)["actions"][0]()
+    action, args = sources.source_task(recipe, "cri-o", settings)["actions"][0]
+    result = action(*args)
     assert isinstance(result, TaskFailed)
     assert "https://github.com/cri-o/cri-o is unreachable" in str(result)
 
