@@ -131,6 +131,21 @@ def task_pod():
         yield pod_task(recipe, SETTINGS)
 
 
+def task_sign():
+    """Sign each built recipe's SHA256SUMS, SBOMs and provenance with CRIOBUILD_GPG_KEY (`doit build` does when it is set)."""
+    from builders.attest import sign_task
+
+    return sign_task(RECIPES, SETTINGS)
+
+
+def task_verify():
+    """Check a recipe's artifacts offline: `doit verify:crio-1.36 --key signer.asc` (sums, signatures, provenance, SBOMs)."""
+    from builders.verify import verify_task
+
+    for recipe in RECIPES:
+        yield verify_task(recipe, SETTINGS)
+
+
 def task_repo():
     """Signed apt repository of the built .debs in artifacts/apt/ (CRIOBUILD_GPG_KEY signs it)."""
     from builders.apt_repo import repo_task

@@ -150,7 +150,7 @@ def gnupg_home() -> str:
     return os.environ.get("GNUPGHOME") or str(Path.home() / ".gnupg")
 
 
-def resolve_key(key_id: str) -> str:
+def resolve_key(key_id: str, what: str = "sign the apt repository") -> str:
     """The fingerprint of the one secret key that key_id names (a key id, fingerprint or user id)."""
     result = run_gpg(["--with-colons", "--list-secret-keys", "--", key_id], check=False)
     fingerprints: list[str] = []
@@ -164,13 +164,13 @@ def resolve_key(key_id: str) -> str:
             expect_fpr = False
     if not fingerprints:
         raise PackageError(
-            f"cannot sign the apt repository because key {key_id!r} is not in the secret keyring {gnupg_home()}",
+            f"cannot {what} because key {key_id!r} is not in the secret keyring {gnupg_home()}",
             hint="import it (`gpg --import private-key.asc`), or point GNUPGHOME at the keyring that holds it; "
             "`gpg --list-secret-keys` shows what is there",
         )
     if len(fingerprints) > 1:
         raise PackageError(
-            f"cannot sign the apt repository because key {key_id!r} matches {len(fingerprints)} secret keys ({', '.join(fingerprints)})",
+            f"cannot {what} because key {key_id!r} matches {len(fingerprints)} secret keys ({', '.join(fingerprints)})",
             hint="set CRIOBUILD_GPG_KEY to the full fingerprint of one of them",
         )
     return fingerprints[0]
@@ -399,7 +399,7 @@ def run(argv: list[str], *, cwd: Path | None = None) -> subprocess.CompletedProc
     return result
 
 
-def run_gpg(args: list[str], *, check: bool = True, text: bool = True, passphrase: str | None = None) -> subprocess.CompletedProcess[Any]:
+def run_gpg(args: list[str], *, check: bool = True, text: bool = True, passphrase: str | None = None, what: str = "sign the apt repository") -> subprocess.CompletedProcess[Any]:
     argv = ["gpg", "--batch", "--no-tty", "--yes"]
     if passphrase is not None:
         argv += ["--pinentry-mode", "loopback", "--passphrase-fd", "0"]
@@ -411,7 +411,7 @@ def run_gpg(args: list[str], *, check: bool = True, text: bool = True, passphras
     if check and result.returncode != 0:
         err = result.stderr if text else result.stderr.decode(errors="replace")
         raise PackageError(
-            f"cannot sign the apt repository because `gpg {' '.join(args[:3])} …` returned {result.returncode}: {err.strip()}",
+            f"cannot {what} because `gpg {' '.join(args[:3])} …` returned {result.returncode}: {err.strip()}",
             hint=f"the keyring is {gnupg_home()}; a key with a passphrase needs CRIOBUILD_GPG_PASSPHRASE",
         )
     return result

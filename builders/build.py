@@ -15,12 +15,13 @@ from pathlib import Path
 import docker
 
 from . import elf
+from .arch import Arch
 from .components import upstream
 from .components.base import OUT, Step, sh
 from .container import Container, docker_client
 from .errors import ContainerError, PackageError, SourceError
 from .go_toolchain import ensure_go
-from .images import ensure_builder_image
+from .images import base_image_name, ensure_builder_image
 from .modes import BuildMode, resolve_mode
 from .recipe import Component, Recipe
 from .settings import Settings
@@ -157,7 +158,7 @@ def build_with(mode: BuildMode, recipe: Recipe, name: str, settings: Settings) -
         apply_patches(component, source)
         partial.mkdir(parents=True)
         epoch = commit_epoch(source)
-        steps = run_build(client, builder, mode, recipe, name, settings, source, partial, epoch)
+        steps, libraries = run_build(client, builder, mode, recipe, name, settings, source, partial, epoch)
         binaries = elf.check_tree(partial, recipe.target.arch)
     except BaseException:
         shutil.rmtree(partial, ignore_errors=True)
@@ -166,12 +167,14 @@ def build_with(mode: BuildMode, recipe: Recipe, name: str, settings: Settings) -
         shutil.rmtree(work, ignore_errors=True)
     shutil.rmtree(final, ignore_errors=True)
     partial.rename(final)
-    timing = {"steps": steps, "wall_seconds": round(time.monotonic() - started, 2)}
-    write_manifest(manifest, recipe, component, mode, builder.image, binaries, epoch, timing)
+    base = base_image_name(mode.builder_target(recipe.target))
+    extra = {"base_image": base, "base_image_id": image_id(base), "libraries": libraries, "steps": steps, "wall_seconds": round(time.monotonic() - started, 2)}
+    write_manifest(manifest, recipe, component, mode, builder.image, binaries, epoch, extra)
 
 
-def run_build(client: docker.DockerClient, builder: Builder, mode: BuildMode, recipe: Recipe, name: str, settings: Settings, source: Path, output: Path, epoch: int) -> list[dict]:
-    """Run the component's upstream steps in a fresh container, leaving their DESTDIR tree in output; returns each step's time."""
+def run_build(client: docker.DockerClient, builder: Builder, mode: BuildMode, recipe: Recipe, name: str, settings: Settings, source: Path, output: Path, epoch: int) -> tuple[list[dict], list[dict]]:
+    """Run the component's upstream steps in a fresh container, leaving their DESTDIR tree in output; returns each
+    step's time and the shared libraries the tree links (see linked_libraries)."""
     component = recipe.components[name]
     space = choose_workspace(client, settings.transfer)
     volumes = {builder.go_volume: {"bind": GOROOT, "mode": "ro"}, go_cache_volume(recipe, mode, space.user): {"bind": GOCACHE, "mode": "rw"}}
@@ -187,7 +190,37 @@ def run_build(client: docker.DockerClient, builder: Builder, mode: BuildMode, re
         steps = [{"argv": argv, "seconds": seconds} for argv, seconds in box.timings]
         if not space.mount:
             box.copy_out(OUT, output)
-    return steps
+        libraries = linked_libraries(box, output, recipe.target.arch)
+    return steps, libraries
+
+
+def linked_libraries(box: Container, tree: Path, arch: Arch) -> list[dict[str, str]]:
+    """Each shared library the tree's programs link, with the target's package that has it and that package's
+    version, as dpkg in the builder knows them (for the SBOM: what the programs were linked against)."""
+    sonames = sorted({s for path in tree.rglob("*") if path.is_file() and not path.is_symlink() for s in elf.needed_libraries(path)})
+    if not sonames:
+        return []
+    owners = library_owners(box.stdout(["dpkg-query", "-S", *(f"*/{s}" for s in sonames)]), sonames, arch)
+    listed = box.stdout(["dpkg-query", "-W", "-f", "${binary:Package}\t${Version}\n", *sorted(set(owners.values()))]) if owners else ""
+    versions = dict(line.split("\t", 1) for line in listed.splitlines() if "\t" in line)
+    return [{"soname": s, "package": owners[s].split(":")[0], "version": versions.get(owners[s], ""), "arch": arch.to_deb()} if s in owners
+            else {"soname": s, "package": "", "version": "", "arch": arch.to_deb()} for s in sonames]
+
+
+def library_owners(dpkg_search: str, sonames: list[str], arch: Arch) -> dict[str, str]:
+    """soname -> the package (with its :arch) `dpkg-query -S` names for it: the target's, not the host's
+    (a cross builder has both) nor a cross toolchain's copy (libc6-arm64-cross)."""
+    owners: dict[str, str] = {}
+    for line in dpkg_search.splitlines():
+        packages, sep, path = line.rpartition(": ")
+        soname = path.rsplit("/", 1)[-1]
+        if not sep or soname not in sonames or line.startswith("diversion"):
+            continue
+        for package in packages.split(", "):
+            name, _, qualifier = package.partition(":")
+            if not name.endswith("-cross") and qualifier in ("", arch.to_deb()):
+                owners.setdefault(soname, package)
+    return owners
 
 
 def read_staged(settings: Settings, recipe: Recipe, component: str) -> dict:
@@ -215,12 +248,12 @@ def image_id(name: str) -> str:
     return docker_client().images.get(name).id
 
 
-def write_manifest(path: Path, recipe: Recipe, c: Component, mode: BuildMode, image: str, binaries: list[str], epoch: int, timing: dict) -> None:
+def write_manifest(path: Path, recipe: Recipe, c: Component, mode: BuildMode, image: str, binaries: list[str], epoch: int, extra: dict) -> None:
     data = {
         "component": c.name, "version": c.version, "repo": c.repo, "tag": c.tag, "branch": c.branch,
         "commit": c.commit, "patches": [{"file": p.path.name, "sha256": p.sha256} for p in c.patches],
         "source_date_epoch": epoch, "go": recipe.go_for(c.name).version, "mode": mode.name,
-        "builder_image": image, "builder_image_id": image_id(image), "binaries": binaries, **timing,
+        "builder_image": image, "builder_image_id": image_id(image), "binaries": binaries, **extra,
     }  # fmt: skip
     tmp = path.with_suffix(".json.partial")
     tmp.write_text(json.dumps(data, indent=2) + "\n")

@@ -125,6 +125,11 @@ class Container:
                 hint=hint_for(last, APT_HINTS, default=where) if argv[0].startswith("apt") else where,
             )
 
+    def stdout(self, argv: list[str]) -> str:
+        """argv's standard output, whatever its exit status (`dpkg-query -S a b` exits 1 when one is missing)."""
+        out, _ = self.container.exec_run(argv, workdir=self.workdir, demux=True).output
+        return (out or b"").decode(errors="replace")
+
     def output(self, argv: list[str]) -> str:
         result = self.container.exec_run(argv, workdir=self.workdir)
         if result.exit_code != 0:

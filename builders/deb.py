@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import glob
 import sys
 import tempfile
 import textwrap
@@ -27,6 +28,7 @@ from .errors import PackageError
 from .targets import release
 from .recipe import Recipe
 from .settings import Settings
+from .sbom import SBOM_CODE, sbom_path, write_deb_sbom
 from .view import say
 
 def upstream_version(recipe: Recipe, component: str) -> str:
@@ -284,15 +286,7 @@ def write_build_tree(tree: Path, recipe: Recipe, component: str, staging: Path, 
 
 def links_shared_libraries(root: Path) -> bool:
     """Whether any ELF file of the tree names a shared library (DT_NEEDED)."""
-    for path in root.rglob("*"):
-        if path.is_file() and not path.is_symlink():
-            with path.open("rb") as f:
-                if f.read(4) != b"\x7fELF":
-                    continue
-            found = elf.read_elf(path.read_bytes())
-            if found and found.needed():
-                return True
-    return False
+    return any(elf.needed_libraries(path) for path in root.rglob("*") if path.is_file() and not path.is_symlink())
 
 
 def move_units(root: Path, units_in_usr: bool) -> None:
@@ -343,13 +337,14 @@ def package_deb(recipe: Recipe, component: str, settings: Settings) -> None:
         partial = target.with_name(f".{target.name}.partial")
         shutil.copyfile(built, partial)
         os.replace(partial, target)
+    write_deb_sbom(recipe, component, target, manifest)
     drop_other_versions(target, f"{package_name(component)}_*_{recipe.target.arch.to_deb()}.deb")
 
 
 def package_sources(component: str) -> list[Path]:
     """The files that decide how component is packaged: its module, and what else it ships."""
     module = sys.modules[type(upstream(component)).__module__]
-    return [Path(module.__file__), *upstream(component).package_inputs()]  # type: ignore[arg-type]
+    return [Path(module.__file__), *upstream(component).package_inputs(), *SBOM_CODE]  # type: ignore[arg-type]
 
 
 def drop_other_versions(artifact: Path, pattern: str) -> None:
@@ -357,6 +352,8 @@ def drop_other_versions(artifact: Path, pattern: str) -> None:
     for old in artifact.parent.glob(pattern):
         if old != artifact:
             old.unlink()
+            for companion in artifact.parent.glob(f"{glob.escape(old.name)}.*"):  # its SBOM and signatures
+                companion.unlink()
             say(f"removed {old.name}, superseded by {artifact.name}")
 
 
@@ -370,6 +367,6 @@ def deb_task(recipe: Recipe, component: str, settings: Settings) -> dict[str, An
         "doc": f"package {component} as {package_name(component)}_{deb_version(recipe, component)}_{recipe.target.arch.to_deb()}.deb",
         **step(package_deb, [recipe, component, settings], step_log(settings, recipe.name, f"deb-{package_name(component)}")),
         "file_dep": [staging_manifest(settings, recipe, component), *packaging],
-        "targets": [deb_path(recipe, component, settings)],
+        "targets": [deb_path(recipe, component, settings), sbom_path(deb_path(recipe, component, settings))],
         "uptodate": [config_changed({"revision": recipe.revision, "maintainer": recipe.maintainer, "relations": upstream(component).relations(recipe), "scripts": upstream(component).maintainer_scripts(recipe)})],
     }

@@ -61,6 +61,20 @@ class Elf:
         return [self.data[base + v : self.data.index(b"\0", base + v)].decode() for t, v in entries if t == DT_NEEDED]
 
 
+def needed_libraries(path: Path) -> list[str]:
+    """The DT_NEEDED sonames of an ELF file (empty for a static one, or for anything else)."""
+    with path.open("rb") as f:
+        if f.read(4) != ELF_MAGIC:
+            return []
+    return sonames(path.read_bytes())
+
+
+def sonames(data: bytes) -> list[str]:
+    """needed_libraries of a file's content."""
+    found = read_elf(data)
+    return found.needed() if found else []
+
+
 def read_elf(data: bytes) -> Elf | None:
     """The ELF file in data, or None if it is not a little-endian ELF."""
     if len(data) < 52 or data[:4] != ELF_MAGIC or data[5] != 1 or data[4] not in (1, 2):

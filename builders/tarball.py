@@ -38,6 +38,8 @@ from .deb import drop_other_versions
 from .errors import PackageError
 from .components import upstream
 from .recipe import Recipe
+from .attest import PROVENANCE, provenance_text, sign_artifacts
+from .sbom import SBOM_CODE, sbom_path, write_tarball_sbom
 from .settings import Settings
 
 TOP = "cri-o"
@@ -176,18 +178,12 @@ LIBRARY_PACKAGES = {
     "libgpgme.so.11": "libgpgme11", "libassuan.so.0": "libassuan0", "libgpg-error.so.0": "libgpg-error0",
     "libselinux.so.1": "libselinux1", "libdevmapper.so.1.02.1": "libdevmapper1.02.1", "libbtrfs.so.0": "libbtrfs0",
 }  # fmt: skip
-def needed_libraries(data: bytes) -> list[str]:
-    """The DT_NEEDED sonames of an ELF file (empty for a static one, or for anything else)."""
-    found = elf.read_elf(data)
-    return found.needed() if found else []
-
-
 def runtime_libraries(members: list[Member]) -> dict[str, list[str]]:
     """soname -> the tarball's binaries that need it."""
     users: dict[str, list[str]] = {}
     for m in members:
         if m.path.startswith(EXECUTABLE_SECTIONS) and m.data is not None:
-            for soname in needed_libraries(m.data):
+            for soname in elf.sonames(m.data):
                 users.setdefault(soname, []).append(m.path)
     return dict(sorted(users.items()))
 
@@ -284,6 +280,8 @@ def make_tarball(recipe: Recipe, settings: Settings) -> None:
     members = tarball_members(recipe, settings)
     dest = tarball_path(recipe, settings)
     write_tar(members, dest, source_date_epoch(recipe, settings))
+    staged = {c: read_staged(settings, recipe, c) for c in recipe.components}
+    write_tarball_sbom(recipe, dest, staged, staging_root(settings, recipe), source_date_epoch(recipe, settings))
     drop_other_versions(dest, dest.name.split(".v", 1)[0] + ".v*.tar.gz")
     print(f"{dest}: {sum(m.kind != 'dir' for m in members)} files, {dest.stat().st_size} bytes")
 
@@ -309,9 +307,12 @@ def sha256_file(path: Path) -> str:
     return digest.hexdigest()
 
 
+ARTIFACT_SUFFIXES = (".deb", ".tar.gz", ".spdx.json")
+
+
 def artifact_files(directory: Path) -> list[Path]:
-    """The artifacts of a recipe: every .deb and .tar.gz in its directory, sorted by name."""
-    return sorted((p for p in directory.iterdir() if p.is_file() and (p.name.endswith(".deb") or p.name.endswith(".tar.gz"))), key=lambda p: p.name)
+    """The artifacts of a recipe: every .deb, .tar.gz and their SBOMs in its directory, sorted by name."""
+    return sorted((p for p in directory.iterdir() if p.is_file() and p.name.endswith(ARTIFACT_SUFFIXES)), key=lambda p: p.name)
 
 
 def tarball_contents(path: Path) -> list[dict[str, Any]]:
@@ -327,8 +328,8 @@ def tarball_contents(path: Path) -> list[dict[str, Any]]:
             else:
                 data = tar.extractfile(info).read()  # type: ignore[union-attr]
                 entry |= {"size": len(data), "sha256": hashlib.sha256(data).hexdigest()}
-                if name.startswith(EXECUTABLE_SECTIONS) and needed_libraries(data):
-                    entry["needs"] = needed_libraries(data)
+                if name.startswith(EXECUTABLE_SECTIONS) and elf.sonames(data):
+                    entry["needs"] = elf.sonames(data)
             entries.append(entry)
     return entries
 
@@ -405,7 +406,8 @@ def docker_images(names: list[str]) -> dict[str, dict[str, Any]]:
 
 
 def write_sums_and_manifest(recipe: Recipe, settings: Settings, lookup_images: Any = docker_images) -> None:
-    """manifest.json (what went in) and SHA256SUMS (over every artifact and the manifest), atomically.
+    """manifest.json (what went in), the provenance, SHA256SUMS (over every artifact, the manifest and the
+    provenance), atomically; then, with CRIOBUILD_GPG_KEY, a detached signature of each (attest.signed_files).
 
     lookup_images(names) -> {name: {"name", "id", "repo_digests"}}: the Docker engine's answer by default.
     """
@@ -417,10 +419,16 @@ def write_sums_and_manifest(recipe: Recipe, settings: Settings, lookup_images: A
     manifest = build_manifest(recipe, settings, artifacts, images)
     if (directory / "pod-report.json").is_file():  # `doit pod` ran on these very packages: what it saw
         manifest["pod_test"] = pod_summary(json.loads((directory / "pod-report.json").read_text()))
+    for stale in directory.glob("*.asc"):  # signatures of what is rewritten now
+        stale.unlink()
     write_atomically(directory / "manifest.json", json.dumps(manifest, indent=2) + "\n")
-    lines = [f"{sha256_file(p)}  {p.name}\n" for p in [*artifacts, directory / "manifest.json"]]
+    subjects = {p.name: sha256_file(p) for p in [*artifacts, directory / "manifest.json"]}
+    write_atomically(directory / PROVENANCE, provenance_text(manifest, subjects))
+    lines = [f"{digest}  {name}\n" for name, digest in subjects.items()] + [f"{sha256_file(directory / PROVENANCE)}  {PROVENANCE}\n"]
     write_atomically(directory / "SHA256SUMS", "".join(lines))
     print(f"{directory}/SHA256SUMS: {len(lines)} files")
+    for signature in sign_artifacts(directory):
+        print(f"signed: {signature.name}")
 
 
 def pod_summary(report: dict[str, Any]) -> dict[str, Any]:
@@ -448,8 +456,8 @@ def tarball_task(recipe: Recipe, settings: Settings) -> dict[str, Any]:
         "name": recipe.name,
         "doc": f"release tarball {tarball_path(recipe, settings).name} with an install script",
         **step(make_tarball, [recipe, settings], step_log(settings, recipe.name, "tarball")),
-        "file_dep": [staging_manifest(settings, recipe, c) for c in recipe.components] + package_data(),
-        "targets": [tarball_path(recipe, settings)],
+        "file_dep": [staging_manifest(settings, recipe, c) for c in recipe.components] + package_data() + SBOM_CODE,
+        "targets": [tarball_path(recipe, settings), sbom_path(tarball_path(recipe, settings))],
     }
 
 
@@ -463,6 +471,7 @@ def sums_task(recipe: Recipe, settings: Settings) -> dict[str, Any]:
     from .tasks import step, step_log
 
     artifacts = [deb_path(recipe, c, settings) for c in recipe.components] + [tarball_path(recipe, settings)]
+    artifacts += [sbom_path(a) for a in artifacts]
     out = settings.artifacts / recipe.name
     sums = step(write_sums_and_manifest, [recipe, settings], step_log(settings, recipe.name, "sums"))
     sums["meta"] |= {"sums": str(out / "SHA256SUMS"), "target": f"{recipe.target.distro} {recipe.target.suite} {recipe.target.arch}"}  # the view's summary
@@ -471,5 +480,5 @@ def sums_task(recipe: Recipe, settings: Settings) -> dict[str, Any]:
         "doc": "SHA256SUMS and manifest.json over every artifact of the recipe",
         **sums,
         "file_dep": artifacts + [recipe.path],
-        "targets": [out / "SHA256SUMS", out / "manifest.json"],
+        "targets": [out / "SHA256SUMS", out / "manifest.json", out / PROVENANCE],
     }

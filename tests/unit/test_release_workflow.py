@@ -156,3 +156,17 @@ def test_the_pod_test_runs_only_where_the_build_is_native() -> None:
     assert len(pod) == 1 and pod[0]["run"] == "doit pod:crio-${{ matrix.recipe }}${{ matrix.target }}"
     # natively: trixie-amd64 on ubuntu-24.04 (x86_64), arm64 targets on the arm64 runner; never armhf under QEMU
     assert pod[0]["if"] == "contains(matrix.target, 'amd64') || (runner.arch == 'ARM64' && !contains(matrix.target, 'armhf'))"
+
+
+def test_the_sboms_and_provenance_are_uploaded_signed_with_the_repository_key_and_released() -> None:
+    workflow = load_workflow()
+    upload = next(s for s in workflow["jobs"]["build"]["steps"] if s.get("uses", "").startswith("actions/upload-artifact") and "logs" not in s["with"]["name"])
+    for pattern in ("*.spdx.json", "provenance.intoto.json"):
+        assert f"artifacts/crio-${{{{ matrix.recipe }}}}${{{{ matrix.target }}}}/{pattern}" in upload["with"]["path"]
+    steps = workflow["jobs"]["publish"]["steps"]
+    names = [s.get("name", "") for s in steps]
+    sign = steps[names.index("sign the artifacts")]
+    assert sign["run"] == "doit sign" and sign["if"] == "env.HAS_KEY == 'true'"
+    assert names.index("import the signing key") < names.index("sign the artifacts") < names.index("release assets")
+    release = steps[names.index("release assets")]["run"]
+    assert '"$dir"/*.spdx.json release/' in release and "for file in SHA256SUMS manifest.json provenance.intoto.json" in release

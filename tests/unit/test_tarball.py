@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from builders import tarball
+from builders import elf, tarball
 from builders.components import cri_o
 from builders.arch import host_arch
 from builders.errors import PackageError
@@ -316,10 +316,11 @@ def test_rewrite_unit_moves_only_our_binaries() -> None:
     assert out == "ExecStartPre=-/usr/local/bin/crio wipe\nExecStart=/usr/local/bin/crio\nExecStop=/usr/bin/rm -f /x\nExecStart=/usr/bin/crictl-other\n"
 
 
-def test_needed_libraries_reads_the_dynamic_section() -> None:
-    assert "libc.so.6" in tarball.needed_libraries(Path("/bin/true").read_bytes())
-    assert tarball.needed_libraries(Path("/sbin/ldconfig").read_bytes()) == []  # statically linked
-    assert tarball.needed_libraries(b"#!/bin/sh\n") == []
+def test_sonames_reads_the_dynamic_section() -> None:
+    assert "libc.so.6" in elf.sonames(Path("/bin/true").read_bytes())
+    assert elf.sonames(Path("/sbin/ldconfig").read_bytes()) == []  # statically linked
+    assert elf.sonames(b"#!/bin/sh\n") == []
+    assert elf.needed_libraries(Path("/bin/true")) == elf.sonames(Path("/bin/true").read_bytes())
 
 
 def test_readme_and_install_name_the_shared_libraries(world) -> None:
@@ -388,7 +389,7 @@ def test_manifest_says_what_went_in(world) -> None:
     assert manifest["base_image"]["name"] == f"criobuild/base:debian-bookworm-{ARCH}"
     assert manifest["mode"] == "native"
     assert manifest["source_date_epoch"] == EPOCH
-    assert [a["name"] for a in manifest["artifacts"]] == [path.name, "cri-o_1.18.1-1~deb12_amd64.deb"]  # sorted by name
+    assert [a["name"] for a in manifest["artifacts"]] == [path.name, f"{path.name}.spdx.json", "cri-o_1.18.1-1~deb12_amd64.deb"]  # sorted by name
     assert manifest["artifacts"][0] == {"name": path.name, "size": path.stat().st_size, "sha256": hashlib.sha256(path.read_bytes()).hexdigest()}
     members = {m["path"]: m for m in manifest["tarball"]["members"]}
     assert members["bin/crio"]["mode"] == "0755" and members["systemd/cri-o.service"]["link"] == "crio.service"
@@ -406,7 +407,7 @@ def test_sha256sums_checks_with_sha256sum_and_is_stable(world) -> None:
     path = built(world)
     tarball.write_sums_and_manifest(recipe, settings, lookup_images=fake_images)
     sums = (path.parent / "SHA256SUMS").read_text()
-    assert [line.split()[1] for line in sums.splitlines()] == [path.name, "manifest.json"]
+    assert [line.split()[1] for line in sums.splitlines()] == [path.name, f"{path.name}.spdx.json", "manifest.json", "provenance.intoto.json"]
     subprocess.run(["sha256sum", "--strict", "-c", "SHA256SUMS"], cwd=path.parent, check=True, capture_output=True)
     path.unlink()
     tarball.make_tarball(recipe, settings)
