@@ -279,17 +279,17 @@ class BuildView:
 
     def render(self) -> Group:
         table = Table(box=None, show_header=False, padding=(0, 1), expand=False)
-        table.add_column(width=2)
-        table.add_column(no_wrap=True, overflow="ellipsis")
-        table.add_column(justify="right", no_wrap=True)
+        table.add_column(width=2, no_wrap=True)
+        table.add_column(justify="right", no_wrap=True, min_width=10)
+        table.add_column(no_wrap=True, overflow="ellipsis")  # last: the running step's long lines push nothing
         hidden = self.folded()
         if hidden:
-            table.add_row(Text("✓", "green"), Text(f"{hidden} steps done or up to date", "dim"), "")
+            table.add_row(Text("✓", "green"), "", Text(f"{hidden} steps done or up to date", "dim"))
         for step in [s for s in self.steps.values() if s.state not in ("done", "up to date")] if hidden else self.steps.values():
-            table.add_row(mark(step.state), Text(step.name, "bold" if step.state == "running" else ""), seconds(step.elapsed()) if step.started else "")
+            table.add_row(mark(step.state), seconds(step.elapsed()) if step.started else "", Text(step.name, "bold" if step.state == "running" else ""))
             if step.state == "running":
                 for extra in self.running_details(step):
-                    table.add_row("", extra, "")
+                    table.add_row("", "", extra)
         title = Text(f"criobuild · {seconds(time.monotonic() - self.started)} · logs in {', '.join(self.log_dirs())}", "dim")
         return Group(title, table)
 
@@ -303,7 +303,8 @@ class BuildView:
         details: list[Any] = []
         for t in list(TRANSFERS):
             details.append(Group(ProgressBar(total=t.total or None, completed=t.done, width=40), Text(t.describe(), "dim")))
-        details += [Text(line, "dim", no_wrap=True, overflow="ellipsis") for line in last_lines(step.log, RUNNING_LINES)]
+        room = max(self.console.width - 16, 20)  # the log's lines are cut to the screen, so no column is squeezed
+        details += [Text(line[: room - 1] + "…" if len(line) > room else line, "dim") for line in last_lines(step.log, RUNNING_LINES)]
         return details
 
     # the end

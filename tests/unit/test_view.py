@@ -174,7 +174,7 @@ def test_on_a_terminal_one_live_view_draws_the_steps_their_state_the_running_lin
     assert "compiler line" in drawn, "the running step's last lines"
     final = without_styles(drawn.split("\x1b[?25h")[0].rsplit("criobuild · ", 1)[-1])  # the last frame, left on screen
     for name in ("fetch", "compile", "sums"):
-        assert re.search(rf"✓ +{name} +\d+\.\d s", final), (name, final)
+        assert re.search(rf"✓ +\d+\.\d s +{name}\b", final), (name, final)
     assert "the toolchain is checked" in drawn
     assert re.search(r"conmon_2.1.13-1_arm64.deb +2.5 KB +[0-9a-f]{12} +debian trixie arm64", without_styles(drawn))
     assert re.search(r"total \d+\.\d s: 3 steps run, 0 up to date", drawn)
