@@ -43,7 +43,8 @@ def verify_artifacts(recipe: Recipe, settings: Settings, key: str = "") -> TaskF
     print(f"{'verified' if not problems else 'NOT verified:'} {recipe.name} in {directory}")
     print("\n".join(f"  {line}" for line in report))
     if problems:
-        return TaskFailed(f"{len(problems)} problem{'s' * (len(problems) > 1)} in {directory}:\n" + "\n".join(problems))
+        hint = "these files are not what was built and signed: fetch them again from where they were published, and do not install them as they are"
+        return TaskFailed(f"{len(problems)} problem{'s' * (len(problems) > 1)} in {directory}:\n" + "\n".join(problems) + f"\n  hint: {hint}")
     return None
 
 
