@@ -114,7 +114,7 @@ def transfer(name: str, total: int | None) -> Iterator[Callable[[int], None]]:
         yield advance
     finally:
         TRANSFERS.remove(current)
-    say(f"downloaded {name}: {megabytes(current.done)} in {seconds(time.monotonic() - current.started)}")
+    say(f"downloaded {name}: {megabytes(current.done)} in {seconds(time.monotonic() - current.started)}, {megabytes(current.speed())}/s")
 
 
 def megabytes(n: float | None) -> str:

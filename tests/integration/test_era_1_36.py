@@ -32,7 +32,8 @@ DEBS = [
 
 def test_build_makes_a_deb_per_component_the_tarball_and_the_sums(pipeline_1_36: Pipeline, built_1_36) -> None:
     names = sorted(p.name for p in pipeline_1_36.artifacts.iterdir() if p.is_file())
-    assert names == sorted([*DEBS, "cri-o.arm64.v1.36.1.tar.gz", "SHA256SUMS", "manifest.json"])
+    made = [*DEBS, "cri-o.arm64.v1.36.1.tar.gz"]
+    assert names == sorted([*made, *(f"{a}.spdx.json" for a in made), "SHA256SUMS", "manifest.json", "provenance.intoto.json"])
     check = subprocess.run(["sha256sum", "--strict", "-c", "SHA256SUMS"], cwd=pipeline_1_36.artifacts, capture_output=True, text=True)
     assert check.returncode == 0, check.stdout + check.stderr
 
