@@ -155,18 +155,18 @@ def check_sbom(artifact: Path) -> tuple[list[str], tuple[int, int]]:
         return [f"✗ {path.name}: names sha256 {digest} for {artifact.name}, which is {sha256_file(artifact)}"], (0, 0)
     listed = sbom_modules(document)
     files = deb_files(artifact, "program") if artifact.name.endswith(".deb") else tar_files_of(artifact)
-    report, count = [], 0
+    report, programs, count = [], 0, 0
     for f in files:
         info = f.go
         if info is None:
             continue
         embedded = {f"{m.path}@{m.version}" for m in info.deps}
         in_sbom = listed.get(f.path, set())
-        count += len(embedded)
+        programs, count = programs + 1, count + len(embedded)
         if embedded != in_sbom:
             report.append(f"✗ {path.name}: {f.path} embeds {', '.join(sorted(embedded - in_sbom)) or 'nothing more'} beyond its SBOM, "
                           f"which lists {', '.join(sorted(in_sbom - embedded)) or 'nothing more'} that it does not embed")  # fmt: skip
-    return report, (sum(f.go is not None for f in files), count)
+    return report, (programs, count)
 
 
 def tar_files_of(tarball: Path) -> list[Any]:
