@@ -24,6 +24,7 @@ from . import elf
 from .errors import PackageError
 from .gobuildinfo import BuildInfo, read_build_info
 from .recipe import Recipe
+from .sources import write_atomically
 
 SBOM_CODE = [Path(__file__), Path(__file__).with_name("gobuildinfo.py")]  # a change to either writes new SBOMs
 NAMESPACE = "https://spdx.criobuild.invalid"  # SPDX wants a unique URI per document; .invalid resolves nowhere
@@ -194,9 +195,7 @@ def image_package(doc: Document, name: str, image_id: str) -> str:
 
 
 def write_json(path: Path, document: dict[str, Any]) -> None:
-    partial = path.with_name(f".{path.name}.partial")
-    partial.write_text(json.dumps(document, indent=2) + "\n")
-    partial.rename(path)
+    write_atomically(path, json.dumps(document, indent=2) + "\n")
 
 
 # --------------------------------------------------------------------------- the artifacts' SBOMs

@@ -40,6 +40,7 @@ from .components import upstream
 from .recipe import Recipe
 from .attest import PROVENANCE, provenance_text, sign_artifacts
 from .sbom import SBOM_CODE, sbom_path, write_tarball_sbom
+from .sources import write_atomically
 from .settings import Settings
 
 TOP = "cri-o"
@@ -437,12 +438,6 @@ def pod_summary(report: dict[str, Any]) -> dict[str, Any]:
         "runs": [{k: run[k] for k in ("crio_version", "cgroup_manager", "runtime", "pod_ip")} for run in report.get("runs", [])],
         "critest": {k: critest.get(k) for k in ("specs", "passed", "failed", "skipped", "needs_internet")},
     }
-
-
-def write_atomically(path: Path, text: str) -> None:
-    tmp = path.with_name(path.name + ".partial")
-    tmp.write_text(text)
-    tmp.rename(path)
 
 
 # --------------------------------------------------------------------------- doit tasks

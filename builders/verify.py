@@ -17,7 +17,7 @@ from doit.exceptions import TaskFailed
 from .attest import PROVENANCE, signed_files
 from .errors import BuildError
 from .recipe import Recipe
-from .sbom import deb_files, sbom_path, tar_files
+from .sbom import deb_files, sbom_path, tarball_files
 from .settings import Settings
 from .tarball import ARTIFACT_SUFFIXES, sha256_file
 
@@ -154,7 +154,7 @@ def check_sbom(artifact: Path) -> tuple[list[str], tuple[int, int]]:
     if digest != sha256_file(artifact):
         return [f"✗ {path.name}: names sha256 {digest} for {artifact.name}, which is {sha256_file(artifact)}"], (0, 0)
     listed = sbom_modules(document)
-    files = deb_files(artifact, "program") if artifact.name.endswith(".deb") else tar_files_of(artifact)
+    files = deb_files(artifact, "program") if artifact.name.endswith(".deb") else tarball_files(artifact, {})
     report, programs, count = [], 0, 0
     for f in files:
         info = f.go
@@ -167,13 +167,6 @@ def check_sbom(artifact: Path) -> tuple[list[str], tuple[int, int]]:
             report.append(f"✗ {path.name}: {f.path} embeds {', '.join(sorted(embedded - in_sbom)) or 'nothing more'} beyond its SBOM, "
                           f"which lists {', '.join(sorted(in_sbom - embedded)) or 'nothing more'} that it does not embed")  # fmt: skip
     return report, (programs, count)
-
-
-def tar_files_of(tarball: Path) -> list[Any]:
-    import tarfile
-
-    with tarfile.open(tarball) as tar:
-        return tar_files(tar, lambda data: "program")
 
 
 def sbom_modules(document: dict[str, Any]) -> dict[str, set[str]]:
