@@ -1,20 +1,23 @@
 """doit tasks: `doit list` shows them; `doit build:crio-1.18` builds one recipe."""
 import sys
 
-from builders import tasks
+from builders import lifecycle, tasks
 from builders.errors import BuildError
 from builders.recipe import for_every_target, load_all
 from builders.settings import load_settings
 from builders.view import BuildView
 
+lifecycle.install_signal_handlers()  # SIGTERM and SIGHUP clean up as Ctrl-C does
 try:
     SETTINGS = load_settings()
     RECIPE_FILES = load_all(SETTINGS.recipes)  # each for its own target: crio-1.36 is Debian trixie arm64
     RECIPES = [r for recipe in RECIPE_FILES for r in for_every_target(recipe)]  # and crio-1.36@bookworm-armhf …
+    tasks.check_requested(sys.argv[1:], RECIPES, RECIPE_FILES, SETTINGS.recipes)
 except BuildError as error:
     sys.exit(f"error: {error}")
 
-DOIT_CONFIG = {"default_tasks": ["about"], "verbosity": 2, "reporter": BuildView}
+# backend: doit's state committed per task (builders/state.py), so a killed run keeps what it finished.
+DOIT_CONFIG = {"default_tasks": ["about"], "verbosity": 2, "reporter": BuildView, "backend": "criobuild", "dep_file": ".doit.sqlite"}
 
 
 def task_about():

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import re
 import shutil
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +17,7 @@ from typing import Any
 from .arch import host_arch
 from .container import Container
 from .errors import ContainerError
+from .lifecycle import temporary_dir
 from .components import upstream
 from .recipe import Recipe
 from .settings import Settings
@@ -33,7 +33,7 @@ def accept_task(recipe: Recipe, settings: Settings) -> dict[str, Any]:
     return {
         "name": recipe.name,
         "doc": f"install {recipe.name}'s .debs with apt in a clean {recipe.target.suite} {recipe.target.arch} container and run crio/conmon/crictl --version",
-        **step(accept, [recipe, settings], step_log(settings, recipe.name, "accept")),
+        **step(accept, [recipe, settings], step_log(settings, recipe.name, "accept"), f"accept:{recipe.name}"),
         "file_dep": [deb_path(recipe, c, settings) for c in recipe.components],
     }
 
@@ -47,10 +47,10 @@ def accept(recipe: Recipe, settings: Settings) -> None:
     client = docker_client()
     image = ensure_base_image(client, recipe.target, settings.base_source)
     what = f"accept {recipe.name}"
-    with tempfile.TemporaryDirectory(prefix="criobuild-accept-") as tmp:
+    with temporary_dir(settings.cache, "accept") as tmp:
         for deb in debs:
             shutil.copy2(deb, tmp)
-        with Container(client, image, what=what, network="bridge") as box:
+        with Container(client, image, what=what, network="bridge", owner=str(settings.artifacts)) as box:
             box.copy_into(Path(tmp), "/tmp/debs")
             box.call(["apt-get", "update", "-q"], env=APT_ENV)
             box.call(["apt-get", "install", "-y", "-q", "--no-install-recommends", *(f"/tmp/debs/{d.name}" for d in debs)], env=APT_ENV)

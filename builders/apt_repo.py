@@ -33,6 +33,7 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 from .errors import PackageError
+from .lifecycle import temp_dir
 from .recipe import Recipe, recipe_sort_key
 from .settings import Settings
 
@@ -119,9 +120,7 @@ def build_repo(
     fingerprint = resolve_key(key_id)
     debs = collect_debs(recipes, settings)
     out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.parent / f".{out.name}.partial-{os.getpid()}"
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir()
+    tmp = temp_dir(out.parent, out.name)
     try:
         pool = fill_pool(tmp, debs)
         for suite_name, archs in sorted(suite_archs(recipes, debs).items()):

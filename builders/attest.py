@@ -14,6 +14,8 @@ from in_toto_attestation.predicates.provenance.v1 import provenance_pb2
 from in_toto_attestation.v1.resource_descriptor import ResourceDescriptor
 from in_toto_attestation.v1.statement import Statement
 
+from .lifecycle import temp_file
+
 PROVENANCE = "provenance.intoto.json"
 PREDICATE_TYPE = "https://slsa.dev/provenance/v1"
 BUILD_TYPE = "https://criobuild.invalid/build-types/recipe/v1"  # what a recipe and `doit build:<recipe>` define
@@ -91,9 +93,13 @@ def sign_artifacts(directory: Path, env: Mapping[str, str] | None = None) -> lis
     signatures = []
     for path in signed_files(directory):
         signature = path.with_name(path.name + ".asc")
-        partial = signature.with_name(f".{signature.name}.partial")
-        run_gpg(["--local-user", fingerprint, "--armor", "--detach-sign", "--output", str(partial), str(path)], passphrase=env.get("CRIOBUILD_GPG_PASSPHRASE"), what=what)
-        partial.rename(signature)
+        fd, partial = temp_file(signature.parent, signature.name)
+        os.close(fd)
+        try:
+            run_gpg(["--local-user", fingerprint, "--armor", "--detach-sign", "--yes", "--output", str(partial), str(path)], passphrase=env.get("CRIOBUILD_GPG_PASSPHRASE"), what=what)
+            partial.rename(signature)
+        finally:
+            partial.unlink(missing_ok=True)
         signatures.append(signature)
     return signatures
 

@@ -22,6 +22,7 @@ from .container import Container, docker_client
 from .errors import ContainerError, PackageError, SourceError
 from .go_toolchain import ensure_go
 from .images import base_image_name, ensure_builder_image
+from .lifecycle import locked, temp_dir, write_atomically
 from .modes import BuildMode, resolve_mode
 from .recipe import Component, Recipe
 from .settings import Settings
@@ -143,20 +144,26 @@ def prepare_builder(client: docker.DockerClient, mode: BuildMode, recipe: Recipe
 
 
 def build_with(mode: BuildMode, recipe: Recipe, name: str, settings: Settings) -> None:
+    """One build of a component into one staging tree at a time: another run of the same checkout waits, and
+    says so. Runs of two checkouts that share the cache build side by side (each checks out into a work tree
+    of its own)."""
+    with locked(staging_dir(settings, recipe, name).with_suffix(".lock"), f"waiting for another build of compile:{recipe.name}:{name}"):
+        build_unlocked(mode, recipe, name, settings)
+
+
+def build_unlocked(mode: BuildMode, recipe: Recipe, name: str, settings: Settings) -> None:
     started = time.monotonic()
     component = recipe.components[name]
     mode.preflight(settings)
     client = docker_client()
     builder = prepare_builder(client, mode, recipe, settings, name)
-    work = settings.cache / "work" / recipe.name / name
     final, manifest = staging_dir(settings, recipe, name), staging_manifest(settings, recipe, name)
     manifest.unlink(missing_ok=True)
-    partial = final.with_name(final.name + ".partial")
-    shutil.rmtree(partial, ignore_errors=True)
+    work = temp_dir(settings.cache / "work" / recipe.name, name)  # the checkout; its name says whose it is
+    partial = temp_dir(final.parent, name)
     try:
-        source = checkout(component, settings, work)
+        source = checkout(component, settings, work / name)
         apply_patches(component, source)
-        partial.mkdir(parents=True)
         epoch = commit_epoch(source)
         steps, libraries = run_build(client, builder, mode, recipe, name, settings, source, partial, epoch)
         binaries = elf.check_tree(partial, recipe.target.arch)
@@ -255,7 +262,5 @@ def write_manifest(path: Path, recipe: Recipe, c: Component, mode: BuildMode, im
         "source_date_epoch": epoch, "go": recipe.go_for(c.name).version, "mode": mode.name,
         "builder_image": image, "builder_image_id": image_id(image), "binaries": binaries, **extra,
     }  # fmt: skip
-    tmp = path.with_suffix(".json.partial")
-    tmp.write_text(json.dumps(data, indent=2) + "\n")
-    tmp.rename(path)
+    write_atomically(path, json.dumps(data, indent=2) + "\n")
 

@@ -20,18 +20,31 @@ from typing import Any
 import docker
 import docker.errors
 
-from .errors import ContainerError
+from . import lifecycle
+from .errors import ContainerError, no_space
+from .settings import REPO_ROOT, load_settings
 from .tools import APT_HINTS, hint_for
+from .view import say
 
-LABEL = "io.criobuild"
+LABEL = "io.criobuild"  # the artifacts directory the container works for ("criobuild" when none)
+STEP_LABEL = "io.criobuild.step"  # the step that made it (compile:crio-1.36:cri-o)
+RUN_LABEL = "io.criobuild.run"  # <host>:<pid>-<start> of the run that made it: gone means leftover
+CHECKOUT_LABEL = "io.criobuild.checkout"  # the criobuild checkout that ran
 
 
 ANSWER_SECONDS = 5  # an engine that has not answered a ping by then is not going to
 REQUEST_SECONDS = 600  # builds and image pulls are slow requests
+REMOVE_SECONDS = 30  # removing a container: a stuck engine must not hold up the end of a run
+LIFELINE = ["cat"]  # the build container's main process: it ends when its stdin, our attached socket, closes
+_swept = False
 
 
 def docker_client() -> docker.DockerClient:
-    """A client of the engine DOCKER_HOST names, refused at once with Docker's own words if it does not answer."""
+    """A client of the engine DOCKER_HOST names, refused at once with Docker's own words if it does not answer.
+
+    The first in a process also removes what runs that are gone left on this engine, and starts the watch
+    that fails a step whose engine stops answering (see EngineWatch)."""
+    global _swept
     try:
         client = docker.from_env(timeout=ANSWER_SECONDS)
         client.ping()
@@ -39,7 +52,98 @@ def docker_client() -> docker.DockerClient:
         message, hint = daemon_problem(str(e))
         raise ContainerError(message, hint=hint) from None
     client.api.timeout = REQUEST_SECONDS
+    EngineWatch.start_once()
+    if not _swept:
+        _swept = True
+        sweep_leftovers(client)
     return client
+
+
+class EngineStopped(ContainerError):
+    """Raised in the step (by a signal from the watch) when the engine stopped answering."""
+
+
+class EngineWatch:
+    """While a step runs, a thread pings the engine every few seconds on a connection of its own. When no ping
+    has been answered for CRIOBUILD_ENGINE_TIMEOUT seconds, it interrupts the step (SIGUSR1 to the main
+    thread, which raises EngineStopped wherever the step is waiting, a build's output included)."""
+
+    lost = False  # the engine stopped answering in this process: leave its containers, do not wait on it
+    _started = False
+    INTERVAL = 5
+
+    @classmethod
+    def start_once(cls) -> None:
+        if cls._started or threading.current_thread() is not threading.main_thread():
+            return
+        cls._started = True
+        timeout = load_settings().engine_timeout
+        signal.signal(signal.SIGUSR1, cls.raise_stopped(timeout))
+        threading.Thread(target=cls.watch, args=(timeout, threading.main_thread().ident), daemon=True, name="engine-watch").start()
+
+    @classmethod
+    def raise_stopped(cls, timeout: float):
+        def handler(signum: int, frame: object) -> None:
+            raise EngineStopped(
+                f"the Docker engine stopped answering: no reply to a ping for {timeout:g} s (CRIOBUILD_ENGINE_TIMEOUT) while {lifecycle.RUNNING_STEP or 'a step'} ran",
+                hint="check it (`docker info`, `journalctl -u docker`, or dockerd's log) and restart it; the next run removes the container this one left",
+            )
+        return handler
+
+    @classmethod
+    def watch(cls, timeout: float, main: int) -> None:
+        api = docker.from_env(timeout=ANSWER_SECONDS).api
+        answered = time.monotonic()
+        while True:
+            time.sleep(cls.INTERVAL)
+            if lifecycle.RUNNING_STEP is None:
+                answered = time.monotonic()
+                continue
+            try:
+                api.ping()
+                answered, cls.lost = time.monotonic(), False
+            except Exception:
+                if time.monotonic() - answered > timeout and not cls.lost:
+                    cls.lost = True
+                    signal.pthread_kill(main, signal.SIGUSR1)
+
+
+def sweep_leftovers(client: docker.DockerClient) -> None:
+    """Remove the containers and snapshot images that runs on this host left when they were killed."""
+    for container in client.containers.list(all=True, filters={"label": RUN_LABEL}):
+        if lifecycle.run_alive(container.labels.get(RUN_LABEL, "")) is False:
+            step = container.labels.get(STEP_LABEL, "")
+            with suppress_engine_errors():
+                container.remove(force=True, v=True)
+            say(f"removed container {container.name}, which a run that is gone left" + (f" ({step})" if step else ""))
+    for image in client.images.list(filters={"label": RUN_LABEL}):
+        if lifecycle.run_alive(image.labels.get(RUN_LABEL, "")) is False:
+            with suppress_engine_errors():
+                client.images.remove(image.id, force=True)
+            say(f"removed image {image.short_id}, which a run that is gone left")
+
+
+@contextmanager
+def suppress_engine_errors() -> Iterator[None]:
+    try:
+        yield
+    except (docker.errors.NotFound, docker.errors.APIError):
+        pass
+
+
+def labels(owner: str) -> dict[str, str]:
+    return {LABEL: owner or "criobuild", STEP_LABEL: lifecycle.RUNNING_STEP or "", RUN_LABEL: lifecycle.run_label(), CHECKOUT_LABEL: str(REPO_ROOT)}
+
+
+def engine_error(error: Exception) -> ContainerError:
+    """What the engine (or the connection to it) said when a request failed in the middle of a step."""
+    detail = str(error).strip()
+    if isinstance(error, docker.errors.APIError):
+        detail = str(error.explanation or error)
+    if no_space(error):
+        return ContainerError(f"the Docker engine ran out of disk: {detail}", hint="free space where Docker keeps its data (`docker system df`, `docker system prune`)")
+    message, hint = daemon_problem(detail)
+    return ContainerError(message.replace("cannot talk to the Docker daemon", f"the Docker engine failed {lifecycle.RUNNING_STEP or 'a step'}"), hint=hint)
 
 
 def daemon_problem(detail: str) -> tuple[str, str]:
@@ -83,25 +187,48 @@ class Container:
         self.network = network  # builds run offline; apt needs "bridge", or "host" to reach the host's 127.0.0.1
         self.user = user
         self.read_only = read_only
-        self.command = command or ["sleep", "infinity"]
+        self.command = command or LIFELINE
         self.options = options or {}  # more of docker's create arguments (cap_add, tmpfs, mounts …)
         self.container: Any = None
+        self.lifeline: Any = None  # our end of the container's stdin: closing it (or dying) ends the container
         self.timings: list[tuple[list[str], float]] = []  # each call's argv and wall time
 
     def __enter__(self) -> Container:
-        with terminate_as_interrupt():
-            self.container = self.client.containers.create(
-                self.image, self.command, name=f"criobuild-{uuid.uuid4().hex[:12]}",
-                labels={LABEL: self.owner or "criobuild"}, volumes=self.volumes, environment=self.env,
-                working_dir=self.workdir, network_mode=self.network, user=self.user, read_only=self.read_only, detach=True, **self.options,
-            )  # fmt: skip
-            self.container.start()
-        self._previous_term = set_signal(signal.SIGTERM, raise_interrupt)
+        try:
+            with terminate_as_interrupt():
+                self.create()
+                self.container.start()
+        except BaseException:
+            self.remove()  # `with` calls no __exit__ when __enter__ fails
+            raise
         return self
 
+    def create(self) -> None:
+        """The container, and for the lifeline command its stdin attached to this process: when the process ends,
+        however it ends (SIGKILL too), the kernel closes the socket, `cat` reads end of file, the container stops
+        and the engine removes it (auto_remove)."""
+        lifeline = self.command == LIFELINE  # docker-py asks for StdinOnce only when not "detached"
+        self.container = self.client.containers.create(
+            self.image, self.command, name=f"criobuild-{uuid.uuid4().hex[:12]}",
+            labels=labels(self.owner), volumes=self.volumes, environment=self.env, stdin_open=lifeline, auto_remove=lifeline,
+            working_dir=self.workdir, network_mode=self.network, user=self.user, read_only=self.read_only, detach=not lifeline, **self.options,
+        )  # fmt: skip
+        if lifeline:
+            self.lifeline = self.client.api.attach_socket(self.container.id, params={"stdin": 1, "stream": 1})
+
     def __exit__(self, *exc: object) -> None:
-        set_signal(signal.SIGTERM, self._previous_term)
-        with terminate_as_interrupt():
+        self.remove()
+
+    def remove(self) -> None:
+        """Remove the container now; if the engine does not answer, leave it to its lifeline and the next run."""
+        if self.lifeline is not None:
+            self.lifeline.close()
+        if self.container is None:
+            return
+        if EngineWatch.lost or not engine_answers(self.client):
+            say(f"left container {self.container.name} behind: the Docker engine does not answer (the next run removes it)")
+            return
+        with terminate_as_interrupt(), short_requests(self.client, REMOVE_SECONDS), suppress_engine_errors():
             self.container.remove(force=True, v=True)
 
     def call(self, argv: list[str], *, env: dict[str, str] | None = None, cwd: str | None = None, user: str = "") -> None:
@@ -140,7 +267,7 @@ class Container:
     def snapshot(self) -> Iterator[str]:
         """An image of this container's filesystem as it is now (its id), removed afterwards."""
         with terminate_as_interrupt():
-            image = self.container.commit(changes=[f"LABEL {LABEL}={self.owner or 'criobuild'}"])
+            image = self.container.commit(changes=[f"LABEL {key}={value}" for key, value in labels(self.owner).items() if value])
         try:
             yield image.id
         finally:
@@ -182,22 +309,43 @@ def set_signal(signum: int, handler: Any) -> Any:
     return signal.signal(signum, handler)
 
 
-def raise_interrupt(signum: int, frame: object) -> None:
-    raise KeyboardInterrupt
-
-
 @contextmanager
 def terminate_as_interrupt() -> Iterator[None]:
-    """Hold off SIGINT/SIGTERM while creating or removing a container, so neither is left half-done."""
+    """Hold off SIGINT/SIGTERM while creating or removing a container, so neither is left half-done; a second
+    signal does not wait (the lifeline and the next run remove what is left)."""
     pending: list[int] = []
-    handlers = {s: set_signal(s, lambda n, f: pending.append(n)) for s in (signal.SIGINT, signal.SIGTERM)}
+
+    def hold(signum: int, frame: object) -> None:
+        pending.append(signum)
+        if len(pending) > 1:
+            raise lifecycle.Interrupted(signum) if signum != signal.SIGINT else KeyboardInterrupt
+
+    handlers = {s: set_signal(s, hold) for s in (signal.SIGINT, signal.SIGTERM)}
     try:
         yield
     finally:
         for s, h in handlers.items():
             set_signal(s, h)
-        if pending:
-            raise KeyboardInterrupt
+    if pending:
+        raise lifecycle.Interrupted(pending[0]) if pending[0] != signal.SIGINT else KeyboardInterrupt
+
+
+def engine_answers(client: docker.DockerClient) -> bool:
+    try:
+        with short_requests(client, ANSWER_SECONDS):
+            client.api.ping()
+    except Exception:
+        return False
+    return True
+
+
+@contextmanager
+def short_requests(client: docker.DockerClient, seconds: float) -> Iterator[None]:
+    saved, client.api.timeout = client.api.timeout, seconds
+    try:
+        yield
+    finally:
+        client.api.timeout = saved
 
 
 def leftover_containers(client: docker.DockerClient, owner: str | None = None) -> list[str]:

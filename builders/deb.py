@@ -8,11 +8,9 @@ under /etc as a conffile. SOURCE_DATE_EPOCH is the pinned commit's time, so two 
 """
 from __future__ import annotations
 
-import os
 import shutil
 import glob
 import sys
-import tempfile
 import textwrap
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -25,6 +23,7 @@ from doit.tools import config_changed
 from . import elf
 from .components import upstream
 from .errors import PackageError
+from .lifecycle import copy_atomically, temp_dir
 from .targets import release
 from .recipe import Recipe
 from .settings import Settings
@@ -323,10 +322,11 @@ def package_deb(recipe: Recipe, component: str, settings: Settings) -> None:
     # target's compiler, as a cross build would (dpkg-architecture warns when `$CC -dumpmachine` is another
     # architecture; nothing is compiled here, and a CC that is not installed is not asked).
     env = {"SOURCE_DATE_EPOCH": str(epoch), "LC_ALL": "C.UTF-8", "TZ": "UTC", "DEB_BUILD_OPTIONS": "nocheck", "CC": f"{recipe.target.arch.to_gnu_triplet()}-gcc"}
-    with tempfile.TemporaryDirectory(prefix=f"deb-{component}-", dir=settings.cache) as tmp:
+    tmp = temp_dir(settings.cache, f"deb-{component}")  # named for this process: the next run removes it if killed
+    try:
         tree = Path(tmp) / "tree"
         write_build_tree(tree, recipe, component, staging_dir(settings, recipe, component), epoch, manifest.get("go", recipe.go.version))
-        with Container(client, image, env=env, workdir=BUILD, what=f"{recipe.name} {package_name(component)}") as box:
+        with Container(client, image, env=env, workdir=BUILD, what=f"{recipe.name} {package_name(component)}", owner=str(settings.artifacts)) as box:
             box.copy_into(tree, BUILD)
             box.call(["dpkg-architecture", f"-a{recipe.target.arch.to_deb()}", "-c", "debian/rules", "binary"])
             box.copy_out(f"{BUILD}/out", Path(tmp) / "out")
@@ -334,9 +334,9 @@ def package_deb(recipe: Recipe, component: str, settings: Settings) -> None:
         if not built.is_file():
             made = ", ".join(p.name for p in (Path(tmp) / "out").iterdir()) or "nothing"
             raise PackageError(f"packaging {component} made {made}, not {target.name}")
-        partial = target.with_name(f".{target.name}.partial")
-        shutil.copyfile(built, partial)
-        os.replace(partial, target)
+        copy_atomically(built, target)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
     write_deb_sbom(recipe, component, target, manifest)
     drop_other_versions(target, f"{package_name(component)}_*_{recipe.target.arch.to_deb()}.deb")
 
@@ -365,7 +365,7 @@ def deb_task(recipe: Recipe, component: str, settings: Settings) -> dict[str, An
     return {
         "name": f"{recipe.name}:{package_name(component)}",
         "doc": f"package {component} as {package_name(component)}_{deb_version(recipe, component)}_{recipe.target.arch.to_deb()}.deb",
-        **step(package_deb, [recipe, component, settings], step_log(settings, recipe.name, f"deb-{package_name(component)}")),
+        **step(package_deb, [recipe, component, settings], step_log(settings, recipe.name, f"deb-{package_name(component)}"), f"deb:{recipe.name}:{package_name(component)}"),
         "file_dep": [staging_manifest(settings, recipe, component), *packaging],
         "targets": [deb_path(recipe, component, settings), sbom_path(deb_path(recipe, component, settings))],
         "uptodate": [config_changed({"revision": recipe.revision, "maintainer": recipe.maintainer, "relations": upstream(component).relations(recipe), "scripts": upstream(component).maintainer_scripts(recipe)})],

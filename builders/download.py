@@ -1,7 +1,7 @@
 """Downloads that are pinned by sha256: streamed to a temporary name, verified, renamed at the end.
 
 A file at its final name is always complete and verified; anything interrupted (an error, Ctrl-C, a
-short body) is deleted, and a leftover from a killed process carries a `.part` suffix that the next
+short body) is deleted, and a leftover from a killed process carries a `.partial` suffix and its pid that the next
 run discards. There is no resume: a download starts clean.
 """
 from __future__ import annotations
@@ -9,19 +9,18 @@ from __future__ import annotations
 import hashlib
 import os
 import re
-import tempfile
 from pathlib import Path
 
 import requests
 import urllib3.exceptions
 
 from .errors import BuildError, ChecksumError, DownloadError
+from .lifecycle import temp_file
 from .view import transfer
 
 CHUNK = 1 << 20
 DEFAULT_TIMEOUT = 60.0  # seconds to connect, and between two reads
 SHA256_RE = re.compile(r"^[0-9a-f]{64}$")
-PART_SUFFIX = ".part"
 
 
 def sha256_file(path: Path) -> str:
@@ -62,8 +61,7 @@ def download(url: str, dest: Path, *, sha256: str, describe_mirror: str, timeout
         raise ValueError(f"not a lower-case sha256: {sha256!r}")
     timeout = http_timeout() if timeout is None else timeout
     dest.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=partial_name(dest), suffix=PART_SUFFIX, dir=dest.parent)
-    tmp = Path(tmp_name)
+    fd, tmp = temp_file(dest.parent, dest.name)
     try:
         with os.fdopen(fd, "wb") as out:
             actual, size = stream(url, out, timeout=timeout, describe_mirror=describe_mirror)
@@ -75,7 +73,6 @@ def download(url: str, dest: Path, *, sha256: str, describe_mirror: str, timeout
                 f"expected {sha256}, got {actual} ({size} bytes; the download was deleted)",
                 hint=f"{describe_mirror}. If the file is genuine and the pin is wrong, correct the pinned sha256",
             )
-        tmp.chmod(0o644)
         os.replace(tmp, dest)
     finally:
         tmp.unlink(missing_ok=True)

@@ -42,3 +42,19 @@ class PackageError(BuildError):
 
 class KernelConfigError(BuildError):
     """A kernel configuration could not be read."""
+
+
+class NoSpace(BuildError):
+    """A disk filled up under the build."""
+
+
+NO_SPACE_WORDS = ("No space left on device", "Disk quota exceeded")
+
+
+def no_space(error: BaseException) -> bool:
+    """Whether an OSError (or a tool's words) says a disk or quota is full."""
+    import errno
+
+    if isinstance(error, OSError) and error.errno in (errno.ENOSPC, errno.EDQUOT):
+        return True
+    return any(words in str(error) for words in NO_SPACE_WORDS)

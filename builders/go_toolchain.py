@@ -6,22 +6,18 @@ Cache layout, per version and architecture (GOROOT is the go/ subdirectory):
     <cache>/toolchains/go1.14.15.linux-arm64/.criobuild-complete   written last; its presence means done
     <cache>/toolchains/go1.14.15.linux-arm64.lock              flock: one fetch at a time per toolchain
 
-While working, only dot-names exist (`.go1.14.15.linux-arm64.tar.gz.*.part`, `.go1.14.15.linux-arm64.*.partial`);
+While working, only dot-names exist (`.go1.14.15.linux-arm64.tar.gz.<pid>-<start>-*.partial`, `.go1.14.15.linux-arm64.<pid>-<start>-*.partial`);
 the next run under the lock deletes any it finds, so a killed run never leaves something that looks done.
 """
 from __future__ import annotations
 
-import fcntl
 import gzip
 import json
 import os
 import posixpath
 import shutil
 import tarfile
-import tempfile
 import zlib
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -30,10 +26,10 @@ from doit.tools import config_changed
 from .arch import Arch
 from .download import download, partial_name, sha256_file
 from .errors import BuildError, ChecksumError, RecipeError
+from .lifecycle import locked, temp_dir, write_atomically
 from .recipe import GoToolchain
 from .settings import Settings
 from .tasks import step, step_log
-from .view import say
 
 OFFICIAL_DOWNLOADS = "https://go.dev/dl"
 MARKER = ".criobuild-complete"
@@ -97,7 +93,7 @@ def ensure_go(go: GoToolchain, arch: Arch, settings: Settings) -> Path:
     if is_complete(target, sha256):
         return target / "go"
     settings.toolchains.mkdir(parents=True, exist_ok=True)
-    with file_lock(settings.toolchains / f"{target.name}.lock", f"Go {go.version} for {arch}"):
+    with locked(settings.toolchains / f"{target.name}.lock", f"waiting for another build that is fetching Go {go.version} for {arch}"):
         if is_complete(target, sha256):
             return target / "go"
         discard_leftovers(target, go.tarball(arch))
@@ -121,21 +117,6 @@ def is_complete(target: Path, sha256: str) -> bool:
     return marker.get("sha256") == sha256 and (target / "go" / "bin" / "go").is_file()
 
 
-@contextmanager
-def file_lock(path: Path, what: str) -> Iterator[None]:
-    """An exclusive fcntl.flock on path (kept, never deleted: deleting lock files races)."""
-    with open(path, "a") as handle:
-        try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            say(f"waiting for another build that is fetching {what} ({path})")
-            fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
-
-
 def discard_leftovers(target: Path, tarball_name: str) -> None:
     """Remove what an interrupted run left: partial downloads and unpackings, an unmarked toolchain."""
     parent = target.parent
@@ -148,9 +129,8 @@ def discard_leftovers(target: Path, tarball_name: str) -> None:
 
 def unpack(go: GoToolchain, arch: Arch, tarball: Path, target: Path) -> None:
     """Unpack into a temporary sibling, check it is the pinned Go, then rename it to target."""
-    partial = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".partial", dir=target.parent))
+    partial = temp_dir(target.parent, target.name)
     try:
-        partial.chmod(0o755)
         extract_tarball(tarball, partial)
         check_toolchain(go, arch, tarball, partial / "go")
         os.rename(partial, target)
@@ -245,9 +225,7 @@ def check_toolchain(go: GoToolchain, arch: Arch, tarball: Path, root: Path) -> N
 
 
 def write_marker(target: Path, content: dict[str, Any]) -> None:
-    tmp = target / f"{MARKER}.tmp"
-    tmp.write_text(json.dumps(content, indent=2) + "\n")
-    os.replace(tmp, target / MARKER)
+    write_atomically(target / MARKER, json.dumps(content, indent=2) + "\n")
 
 
 def go_task(go: GoToolchain, arch: Arch, settings: Settings) -> dict[str, Any]:
@@ -259,7 +237,7 @@ def go_task(go: GoToolchain, arch: Arch, settings: Settings) -> dict[str, Any]:
     return {
         "name": f"{go.version}-{arch}",
         "doc": f"Go {go.version} for {arch}: download {go.tarball(arch)}, verify its pinned sha256, unpack into the cache",
-        **step(fetch_go, [], step_log(settings, "", f"go-{go.version}-{arch}")),  # shared by recipes: artifacts/logs/
+        **step(fetch_go, [], step_log(settings, "", f"go-{go.version}-{arch}"), f"go:{go.version}-{arch}"),  # shared by recipes: artifacts/logs/
         "targets": [str(completion_marker(go, arch, settings))],
         "uptodate": [config_changed({"version": go.version, "sha256": go.sha256.get(arch, ""), "arch": str(arch)})],
     }

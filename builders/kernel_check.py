@@ -43,6 +43,7 @@ from __future__ import annotations
 
 import argparse
 import gzip
+import io
 import json
 import os
 import re
@@ -114,7 +115,8 @@ def read_config_text(path: Union[str, Path]) -> str:
     """The text of a kernel config file, gunzipped when it starts with the gzip magic."""
     path = Path(path)
     try:
-        data = path.read_bytes()
+        with path.open("rb") as handle:
+            data = handle.read(MAX_CONFIG_BYTES + 1)
     except FileNotFoundError:
         raise KernelConfigError("{}: no such file".format(path), "copy the config from the target: /proc/config.gz or /boot/config-$(uname -r)") from None
     except IsADirectoryError:
@@ -123,12 +125,21 @@ def read_config_text(path: Union[str, Path]) -> str:
         raise KernelConfigError("{}: cannot be read because permission is denied".format(path), "run as root or copy it somewhere readable") from None
     if data[:2] == b"\x1f\x8b":
         data = gunzip(path, data)
+    if len(data) > MAX_CONFIG_BYTES:
+        raise KernelConfigError(
+            "{}: is not a kernel config: it is over {} MiB, and a kernel config is a few hundred KB".format(path, MAX_CONFIG_BYTES >> 20),
+            "pass the config itself: /proc/config.gz or /boot/config-$(uname -r) from the target",
+        )
     return data.decode("utf-8", errors="replace")
+
+
+MAX_CONFIG_BYTES = 16 << 20  # a kernel config is ~250 KB; reading stops here (--config /dev/zero must end)
 
 
 def gunzip(path: Path, data: bytes) -> bytes:
     try:
-        return gzip.decompress(data)
+        with gzip.GzipFile(fileobj=io.BytesIO(data)) as unpacked:
+            return unpacked.read(MAX_CONFIG_BYTES + 1)
     except (EOFError, OSError, zlib.error) as error:  # OSError covers gzip.BadGzipFile (3.8+)
         raise KernelConfigError(
             "{}: cannot be read because it is a truncated or corrupt gzip file ({})".format(path, error),
@@ -215,7 +226,8 @@ class LiveState:
 
 def read_small(path: Path) -> Optional[str]:
     try:
-        return path.read_text(errors="replace")
+        with path.open("rb") as handle:
+            return handle.read(1 << 20).decode("utf-8", errors="replace")
     except OSError:
         return None
 

@@ -87,7 +87,7 @@ def pod_task(recipe: Recipe, settings: Settings) -> dict[str, Any]:
     return {
         "name": recipe.name,
         "doc": f"boot a clean {recipe.target.suite} {recipe.target.arch} container with {recipe.name}'s .debs and run a pod with crictl (natively)",
-        **step(pod_test, [recipe, settings], step_log(settings, recipe.name, "pod")),
+        **step(pod_test, [recipe, settings], step_log(settings, recipe.name, "pod"), f"pod:{recipe.name}"),
         "file_dep": [deb_path(recipe, c, settings) for c in recipe.components],
         "uptodate": [False],  # a test: it runs whenever asked
     }

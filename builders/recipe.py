@@ -140,9 +140,16 @@ class Recipe:
 
 def load_recipe(path: Path) -> Recipe:
     try:
-        data = tomllib.loads(path.read_text())
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise RecipeError(f"{path}: no such recipe file", hint="list recipes with `doit list`") from None
+    except IsADirectoryError:
+        raise RecipeError(f"{path}: is a directory, not a recipe file", hint="a recipe is a crio-<minor>.toml file: rename or remove that directory") from None
+    except UnicodeDecodeError as e:
+        line = path.read_bytes()[: e.start].count(b"\n") + 1
+        raise RecipeError(f"{path}: not UTF-8 text: byte {e.object[e.start]:#04x} on line {line} ({e.reason})", hint="TOML files are UTF-8: save the recipe as UTF-8 (`iconv -f latin1 -t utf-8`)") from None
+    except OSError as e:
+        raise RecipeError(f"{path}: cannot be read because {e.strerror or e}", hint="check the file's permissions") from None
     except tomllib.TOMLDecodeError as e:
         raise RecipeError(f"{path}: not valid TOML because {e}", hint="fix the TOML syntax") from None
     check_keys(path, data, "")
@@ -156,6 +163,11 @@ def load_all(directory: Path) -> list[Recipe]:
             hint="set CRIOBUILD_RECIPES to a directory of crio-<minor>.toml files, or unset it",
         )
     recipes = [load_recipe(p) for p in sorted(directory.glob("crio-*.toml"), key=recipe_sort_key)]
+    if not recipes:
+        raise RecipeError(
+            f"recipe directory {directory} has no recipes (crio-<minor>.toml files)",
+            hint="put recipes there, or unset CRIOBUILD_RECIPES to use the ones this checkout ships",
+        )
     check_go_pins_agree(recipes)
     return recipes
 

@@ -24,7 +24,7 @@ from . import elf
 from .errors import PackageError
 from .gobuildinfo import BuildInfo, read_build_info
 from .recipe import Recipe
-from .sources import write_atomically
+from .lifecycle import write_atomically
 
 SBOM_CODE = [Path(__file__), Path(__file__).with_name("gobuildinfo.py")]  # a change to either writes new SBOMs
 NAMESPACE = "https://spdx.criobuild.invalid"  # SPDX wants a unique URI per document; .invalid resolves nowhere

@@ -23,6 +23,8 @@ class Settings:
     base_source: str
     min_free_gib: float
     transfer: str
+    engine_timeout: float  # seconds the Docker engine may leave a ping unanswered while a step runs
+    http_timeout: float  # seconds to connect to a download's server, and between two reads
 
     @property
     def toolchains(self) -> Path:
@@ -52,8 +54,10 @@ def load_settings(env: dict[str, str] | None = None) -> Settings:
         mode=mode,
         go_mirror=env.get("CRIOBUILD_GO_MIRROR") or None,
         base_source=choice(env, "CRIOBUILD_BASE", BASE_SOURCES),
-        min_free_gib=float(env.get("CRIOBUILD_MIN_FREE_GIB", "10")),
+        min_free_gib=gibibytes(env, "CRIOBUILD_MIN_FREE_GIB", 10),
         transfer=choice(env, "CRIOBUILD_TRANSFER", TRANSFERS),
+        engine_timeout=seconds(env, "CRIOBUILD_ENGINE_TIMEOUT", 120, minimum=10),
+        http_timeout=seconds(env, "CRIOBUILD_HTTP_TIMEOUT", 60, minimum=0.1),
     )
 
 
@@ -61,4 +65,26 @@ def choice(env: dict[str, str], name: str, allowed: tuple[str, ...]) -> str:
     value = env.get(name) or allowed[0]
     if value not in allowed:
         raise BuildError(f"{name}={value!r} is not allowed", hint=f"set it to one of: {', '.join(allowed)}")
+    return value
+
+
+def gibibytes(env: dict[str, str], name: str, default: float) -> float:
+    raw = env.get(name) or str(default)
+    try:
+        value = float(raw)
+    except ValueError:
+        value = float("nan")
+    if not 0 <= value < float("inf"):
+        raise BuildError(f"{name}={raw!r} is not an amount of disk", hint=f"set it to a number of GiB, 0 or more (default {default:g}), or unset it")
+    return value
+
+
+def seconds(env: dict[str, str], name: str, default: float, minimum: float) -> float:
+    raw = env.get(name) or str(default)
+    try:
+        value = float(raw)
+    except ValueError:
+        value = float("nan")
+    if not minimum <= value < float("inf"):
+        raise BuildError(f"{name}={raw!r} is not a timeout", hint=f"set it to a number of seconds, at least {minimum:g} (default {default:g}), or unset it")
     return value

@@ -18,7 +18,6 @@ import os
 import re
 import shutil
 import tempfile
-import time
 from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
@@ -28,7 +27,8 @@ import git
 from doit.tools import config_changed
 from packaging.version import InvalidVersion, Version
 
-from .errors import RecipeError, SourceError
+from .errors import NoSpace, RecipeError, SourceError, no_space
+from .lifecycle import leftover, no_space_error, remove, temp_dir, temp_prefix, write_atomically
 from .recipe import Component, Recipe, load_recipe
 from .settings import Settings
 from .tasks import as_action, step, step_log
@@ -45,7 +45,6 @@ CORRUPTION_MARKERS = (
 )
 GIT_ENV = {"GIT_TERMINAL_PROMPT": "0"}
 PARTIAL_SUFFIX = ".partial"
-STALE_PARTIAL_SECONDS = 3600
 
 
 class CacheDamaged(Exception):
@@ -76,11 +75,14 @@ def git_ok(*args: str, git_dir: Path | None = None, cwd: Path | None = None) -> 
     """Run git, raising git.GitCommandError on failure; return stripped stdout."""
     status, out, err = run_git(*args, git_dir=git_dir, cwd=cwd)
     if status != 0:
+        check_space(err, git_dir or cwd or Path(args[-1]).parent)
         raise git.GitCommandError(["git", *args], status, err)
     return out.strip()
 
 
 def looks_corrupt(stderr: str) -> bool:
+    """Words of a damaged object store. A full disk says some of the same ("unable to write", "index-pack
+    failed") and is refused first (check_space): a healthy clone is never thrown away for it."""
     text = stderr.lower()
     return any(marker in text for marker in CORRUPTION_MARKERS)
 
@@ -108,6 +110,13 @@ def remote_refs(component: Component, git_dir: Path | None = None) -> dict[str, 
         else:
             refs.setdefault(ref, sha)
     return refs
+
+
+def check_space(stderr: str, where: Path) -> None:
+    """Raise NoSpace when git says the disk is full, quoting it."""
+    if no_space(Exception(stderr)):
+        error = no_space_error([where])
+        raise NoSpace(f"{error.message}; git said: {last_line(stderr)}", hint=error.hint)
 
 
 def unreachable(component: Component, stderr: str) -> SourceError:
@@ -178,9 +187,8 @@ def damage(path: Path, component: Component) -> str | None:
 
 def new_bare_clone(path: Path, component: Component) -> Path:
     """An empty bare repository with origin = the upstream, in a temporary directory next to path."""
-    path.parent.mkdir(parents=True, exist_ok=True)
     clean_stale_partials(path)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=PARTIAL_SUFFIX, dir=path.parent))
+    tmp = temp_dir(path.parent, path.name)
     try:
         git_ok("init", "--quiet", "--bare", str(tmp))
         git_ok("config", "remote.origin.url", component.repo, git_dir=tmp)
@@ -189,6 +197,7 @@ def new_bare_clone(path: Path, component: Component) -> Path:
         git_ok("config", "gc.auto", "0", git_dir=tmp)
     except git.GitCommandError as e:
         shutil.rmtree(tmp, ignore_errors=True)
+        check_space(str(e.stderr), path.parent)
         raise SourceError(f"creating a clone of {component.repo} in {path.parent} failed because {last_line(str(e.stderr))}") from None
     return tmp
 
@@ -197,7 +206,7 @@ def swap_into_place(tmp: Path, path: Path) -> None:
     """Rename tmp to path, replacing whatever was there (which is deleted afterwards)."""
     trash = None
     if path.exists() or path.is_symlink():
-        trash = path.with_name(f".{path.name}.old-{os.getpid()}-{time.monotonic_ns()}{PARTIAL_SUFFIX}")
+        trash = path.with_name(f"{temp_prefix(path.name)}old{PARTIAL_SUFFIX}")
         os.rename(path, trash)
     os.rename(tmp, path)
     if trash is not None:
@@ -208,14 +217,10 @@ def swap_into_place(tmp: Path, path: Path) -> None:
 
 
 def clean_stale_partials(path: Path) -> None:
-    """Remove leftovers of interrupted clones or checkouts (older than an hour) next to path."""
-    now = time.time()
-    for leftover in path.parent.glob(f".{path.name}.*{PARTIAL_SUFFIX}"):
-        try:
-            if now - leftover.stat().st_mtime > STALE_PARTIAL_SECONDS:
-                shutil.rmtree(leftover, ignore_errors=True)
-        except OSError:
-            pass
+    """Remove leftovers of interrupted clones or checkouts next to path (their process is gone)."""
+    for found in path.parent.glob(f".{path.name}.*{PARTIAL_SUFFIX}"):
+        if leftover(found):
+            remove(found)
 
 
 # --------------------------------------------------------------------------- pins
@@ -268,6 +273,7 @@ def is_empty(git_dir: Path) -> bool:
 def fetch(git_dir: Path, component: Component, *args: str) -> None:
     status, _, err = run_git("fetch", "--quiet", "--no-tags", "--no-write-fetch-head", *args, git_dir=git_dir)
     if status != 0:
+        check_space(err, git_dir)
         if looks_corrupt(err) and "does not appear to be a git repository" not in err:
             raise CacheDamaged(last_line(err))
         raise unreachable(component, err)
@@ -445,12 +451,18 @@ def checkout(component: Component, settings: Settings, dest: Path) -> Path:
         path = clone_dir(component, settings)
         say(f"{component.name}: the cached clone {path} is damaged ({e}); fetching it again")
         with locked(path):
-            trash = path.with_name(f".{path.name}.damaged-{os.getpid()}-{time.monotonic_ns()}{PARTIAL_SUFFIX}")
+            trash = path.with_name(f"{temp_prefix(path.name)}damaged{PARTIAL_SUFFIX}")
             if path.exists():
                 os.rename(path, trash)
                 shutil.rmtree(trash, ignore_errors=True)
         ensure_pinned(component, settings, report=False)
-        materialize(component, settings, dest)
+        try:
+            materialize(component, settings, dest)
+        except CacheDamaged as again:
+            raise SourceError(
+                f"checking out {component.name} {short(component.commit)} failed twice, from a fresh clone too: {again}",
+                hint=f"check the upstream or mirror with `git fsck`, and the disk under {settings.cache}",
+            ) from None
     for sub in submodules(component, dest):
         checkout(sub, settings, dest / sub.name.rsplit("//", 1)[1])
     return dest
@@ -497,7 +509,7 @@ def materialize(component: Component, settings: Settings, dest: Path) -> None:
     except OSError as e:
         raise SourceError(f"checking out {component.name} to {dest} failed because {e.strerror or e}") from None
     clean_stale_partials(dest)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{dest.name}.", suffix=PARTIAL_SUFFIX, dir=dest.parent))
+    tmp = temp_dir(dest.parent, dest.name)
     try:
         git_ok("init", "--quiet", str(tmp))
         wants = [component.commit]
@@ -508,12 +520,14 @@ def materialize(component: Component, settings: Settings, dest: Path) -> None:
                 "fetch", "--quiet", "--no-tags", "--depth=1", cache.as_uri(), *wants, cwd=tmp,
             )
         if status != 0:
+            check_space(err, dest.parent)
             if looks_corrupt(err):
                 raise CacheDamaged(last_line(err))
             raise SourceError(f"checking out {component.name} {short(component.commit)} to {dest} failed because {last_line(err)}")
         # Parallel checkout: writing the tree is most of the time on disks with slow file creation.
         status, _, err = run_git("-c", "advice.detachedHead=false", "-c", "checkout.workers=0", "checkout", "--quiet", "--detach", component.commit, cwd=tmp)
         if status != 0:
+            check_space(err, dest.parent)
             if looks_corrupt(err):
                 raise CacheDamaged(last_line(err))
             raise SourceError(f"checking out {component.name} {short(component.commit)} to {dest} failed because {last_line(err)}")
@@ -544,18 +558,6 @@ def stamp_text(component: Component) -> str:
     return f"repo {component.repo}\nref {component.ref}\ncommit {component.commit}\n"
 
 
-def write_atomically(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w") as handle:
-            handle.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def source_task(recipe: Recipe, component_name: str, settings: Settings) -> dict[str, Any]:
     """doit task `source:<recipe>:<component>`: the pinned commit is in the cache (stamp = repo + pin)."""
     component = recipe.components[component_name]
@@ -568,7 +570,7 @@ def source_task(recipe: Recipe, component_name: str, settings: Settings) -> dict
     return {
         "name": f"{recipe.name}:{component_name}",
         "doc": f"fetch {component_name} {component.ref} ({short(component.commit)}) into the source cache",
-        **step(fetch_and_stamp, [], step_log(settings, recipe.name, f"source-{component_name}")),
+        **step(fetch_and_stamp, [], step_log(settings, recipe.name, f"source-{component_name}"), f"source:{recipe.name}:{component_name}"),
         "targets": [str(stamp)],
         "uptodate": [config_changed(repr(component))],
     }

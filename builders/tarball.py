@@ -40,7 +40,7 @@ from .components import upstream
 from .recipe import Recipe
 from .attest import PROVENANCE, provenance_text, sign_artifacts
 from .sbom import SBOM_CODE, sbom_path, write_tarball_sbom
-from .sources import write_atomically
+from .lifecycle import temp_file, write_atomically
 from .settings import Settings
 
 TOP = "cri-o"
@@ -244,10 +244,9 @@ def tarball_members(recipe: Recipe, settings: Settings) -> list[Member]:
 
 def write_tar(members: list[Member], dest: Path, mtime: int) -> None:
     """A gzipped tar of members under TOP/: owner root, fixed mtime, no gzip name or time; atomic."""
-    tmp = dest.with_name(dest.name + ".partial")
-    dest.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = temp_file(dest.parent, dest.name)
     try:
-        with tmp.open("wb") as raw, gzip.GzipFile(filename="", mode="wb", fileobj=raw, compresslevel=GZIP_LEVEL, mtime=0) as gz:
+        with os.fdopen(fd, "wb") as raw, gzip.GzipFile(filename="", mode="wb", fileobj=raw, compresslevel=GZIP_LEVEL, mtime=0) as gz:
             with tarfile.open(fileobj=gz, mode="w", format=tarfile.GNU_FORMAT) as tar:
                 for m in [Member(TOP, 0o755)] + [Member(f"{TOP}/{x.path}", x.mode, x.data, x.link) for x in members]:
                     tar.addfile(*tar_entry(m, mtime))
@@ -450,7 +449,7 @@ def tarball_task(recipe: Recipe, settings: Settings) -> dict[str, Any]:
     return {
         "name": recipe.name,
         "doc": f"release tarball {tarball_path(recipe, settings).name} with an install script",
-        **step(make_tarball, [recipe, settings], step_log(settings, recipe.name, "tarball")),
+        **step(make_tarball, [recipe, settings], step_log(settings, recipe.name, "tarball"), f"tarball:{recipe.name}"),
         "file_dep": [staging_manifest(settings, recipe, c) for c in recipe.components] + package_data() + SBOM_CODE,
         "targets": [tarball_path(recipe, settings), sbom_path(tarball_path(recipe, settings))],
     }
@@ -468,7 +467,7 @@ def sums_task(recipe: Recipe, settings: Settings) -> dict[str, Any]:
     artifacts = [deb_path(recipe, c, settings) for c in recipe.components] + [tarball_path(recipe, settings)]
     artifacts += [sbom_path(a) for a in artifacts]
     out = settings.artifacts / recipe.name
-    sums = step(write_sums_and_manifest, [recipe, settings], step_log(settings, recipe.name, "sums"))
+    sums = step(write_sums_and_manifest, [recipe, settings], step_log(settings, recipe.name, "sums"), f"sums:{recipe.name}")
     sums["meta"] |= {"sums": str(out / "SHA256SUMS"), "target": f"{recipe.target.distro} {recipe.target.suite} {recipe.target.arch}"}  # the view's summary
     return {
         "name": recipe.name,

@@ -1,6 +1,7 @@
 """doit task dictionaries. dodo.py only loops over recipes and yields these."""
 from __future__ import annotations
 
+import difflib
 import functools
 from collections.abc import Callable
 from pathlib import Path
@@ -9,33 +10,111 @@ from typing import Any
 from doit.exceptions import TaskFailed
 from doit.tools import config_changed
 
-from .errors import BuildError
+from . import lifecycle
+from .errors import BuildError, no_space
 from .recipe import Recipe
-from .settings import Settings
-from .view import step_output
+from .settings import Settings, load_settings
+from .view import say, step_output
+
+_swept = False
 
 
-def as_action(func: Callable[..., Any], log: Path | None = None) -> Callable[..., Any]:
+def as_action(func: Callable[..., Any], log: Path | None = None, name: str | None = None) -> Callable[..., Any]:
     """Turn a user error into a clean doit failure; bugs keep their traceback. With a log, everything the
-    action prints goes there (see builders.view)."""
+    action prints goes there (see builders.view). An interrupt (Ctrl-C, SIGTERM) is not a failure: it ends
+    the whole run, `doit --continue` included, once every cleanup on the way has run."""
 
     @functools.wraps(func)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
+        sweep_once()
         with step_output(log):
+            lifecycle.RUNNING_STEP = name
             try:
                 result = func(*args, **kwargs)
             except BuildError as e:
                 return TaskFailed(str(e))
-            except KeyboardInterrupt:
-                return TaskFailed("interrupted")
+            except OSError as e:
+                if not no_space(e):
+                    raise
+                return TaskFailed(str(disk_full(e)))
+            except KeyboardInterrupt as e:
+                print(f"error: interrupted ({getattr(e, 'signum', None) and str(e) or 'SIGINT'})")
+                raise
+            except Exception as e:
+                failure = engine_failure(e)
+                if failure is None:
+                    raise
+                return TaskFailed(str(failure))
+            finally:
+                lifecycle.RUNNING_STEP = None
         return None if result is None or result is True else result
 
     return wrapper
 
 
-def step(func: Callable[..., Any], args: list[Any], log: Path) -> dict[str, Any]:
+def engine_failure(error: Exception) -> BuildError | None:
+    """The Docker engine's own error (a refused connection, an API error) as a user error, else None."""
+    if not type(error).__module__.startswith(("docker", "requests", "urllib3")):
+        return None
+    from .container import engine_error
+
+    return engine_error(error)
+
+
+def disk_full(error: OSError) -> BuildError:
+    """ "no space left on <path>" with what is free there and where else the tool can write."""
+    settings = load_settings()
+    candidates = [Path(error.filename)] if error.filename else [settings.cache, settings.artifacts]
+    return lifecycle.no_space_error(candidates)
+
+
+def sweep_once() -> None:
+    """The first step of a run removes the temporary files of runs that are gone (each names its process)."""
+    global _swept
+    if _swept:
+        return
+    _swept = True
+    settings = load_settings()
+    removed = lifecycle.sweep_files([settings.cache, settings.artifacts])
+    if removed:
+        say(f"removed {len(removed)} temporary files and directories that interrupted runs left: {', '.join(shown_names(removed))}")
+
+
+def shown_names(paths: list[Path], limit: int = 4) -> list[str]:
+    names = [p.name for p in paths[:limit]]
+    return names + ([f"and {len(paths) - limit} more"] if len(paths) > limit else [])
+
+
+def step(func: Callable[..., Any], args: list[Any], log: Path, name: str = "") -> dict[str, Any]:
     """A task's action and meta when it is a step of a build: the view shows it, its output goes to log."""
-    return {"actions": [(as_action(func, log), args)], "meta": {"log": str(log)}, "verbosity": 2}
+    return {"actions": [(as_action(func, log, name), args)], "meta": {"log": str(log)}, "verbosity": 2}
+
+
+PER_RECIPE = ("build", "compile", "deb", "tarball", "sums", "preflight", "source", "accept", "pod", "verify")
+
+
+def check_requested(argv: list[str], recipes: list[Recipe], recipe_files: list[Recipe], directory: Path) -> None:
+    """`doit build:crio-9.99` or `build:crio-1.36@nowhere-arm64`: name what exists (closest first), not doit's
+    bare "Invalid parameter"."""
+    names = {r.name for r in recipes}
+    for arg in argv:
+        step_name, sep, rest = arg.partition(":")
+        wanted = rest.split(":", 1)[0]
+        if arg.startswith("-") or not sep or step_name not in (*PER_RECIPE, "pin") or wanted in names:
+            continue
+        recipe, _, target = wanted.partition("@")
+        files = [r.name for r in recipe_files]
+        if recipe not in files:
+            raise BuildError(f"there is no recipe {recipe!r} in {directory} (asked for by `{arg}`)", hint=f"recipes: {', '.join(closest_first(recipe, files))}")
+        if step_name == "pin":
+            raise BuildError(f"`{arg}`: pin takes a recipe, not a target", hint=f"doit pin:{recipe}")
+        targets = [r.name.partition("@")[2] for r in recipes if r.name.startswith(f"{recipe}@")]
+        raise BuildError(f"there is no target {target!r} for {recipe} (asked for by `{arg}`)", hint=f"targets: {', '.join(closest_first(target, targets))}; without @<target>: {next(r.target.name for r in recipe_files if r.name == recipe)}")
+
+
+def closest_first(word: str, choices: list[str]) -> list[str]:
+    close = difflib.get_close_matches(word, choices, n=3, cutoff=0.3)
+    return close + [c for c in choices if c not in close]
 
 
 def step_log(settings: Settings, owner: str, name: str) -> Path:
@@ -91,7 +170,7 @@ def compile_task(recipe: Recipe, component: str, settings: Settings) -> dict[str
     return {
         "name": f"{recipe.name}:{component}",
         "doc": f"build {component} {c.version} for {recipe.target.arch} in a {recipe.target.suite} container",
-        **step(build_component, [recipe, component, settings], step_log(settings, recipe.name, f"compile-{component}")),
+        **step(build_component, [recipe, component, settings], step_log(settings, recipe.name, f"compile-{component}"), f"compile:{recipe.name}:{component}"),
         "task_dep": [f"preflight:{recipe.name}"],  # first, before the downloads and clones file_dep brings
         "file_dep": [stamp_path(recipe, component, settings), completion_marker(recipe.go_for(component), go_arch, settings)],
         "targets": [staging_manifest(settings, recipe, component)],
@@ -103,7 +182,7 @@ def preflight_task(recipe: Recipe, settings: Settings) -> dict[str, Any]:
     return {
         "name": recipe.name,
         "doc": "check the Docker engine, QEMU, tools and disk before anything is downloaded",
-        **step(preflight, [recipe, settings], step_log(settings, recipe.name, "preflight")),
+        **step(preflight, [recipe, settings], step_log(settings, recipe.name, "preflight"), f"preflight:{recipe.name}"),
         "uptodate": [False],
     }
 

@@ -49,8 +49,11 @@ class Tee(io.TextIOBase):
         self.echo = echo
 
     def write(self, text: str) -> int:
-        self.log.write(text)
-        self.log.flush()
+        try:
+            self.log.write(text)
+            self.log.flush()
+        except OSError:  # a full disk under the log must not hide the step's own failure
+            pass
         if self.echo:
             self.echo.write(text)
             self.echo.flush()
@@ -66,15 +69,23 @@ def step_output(log: Path | None) -> Iterator[None]:
     if log is None:
         yield
         return
-    log.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        log.parent.mkdir(parents=True, exist_ok=True)
+        file = log.open("w", encoding="utf-8", errors="replace")
+    except OSError:  # no log (a full disk): the step prints where it would without one
+        yield
+        return
     saved = sys.stdout, sys.stderr
-    with log.open("w", encoding="utf-8", errors="replace") as file:
-        echo = verbose()
-        sys.stdout, sys.stderr = Tee(file, saved[0] if echo else None), Tee(file, saved[1] if echo else None)
+    echo = verbose()
+    sys.stdout, sys.stderr = Tee(file, saved[0] if echo else None), Tee(file, saved[1] if echo else None)
+    try:
+        yield
+    finally:
+        sys.stdout, sys.stderr = saved
         try:
-            yield
-        finally:
-            sys.stdout, sys.stderr = saved
+            file.close()
+        except OSError:
+            pass
 
 
 @dataclass
@@ -247,10 +258,16 @@ class BuildView:
         LISTENER = None
         if self.live:
             self.live.stop()
-        if self.steps and not self.failures:
+        interrupted = [s for s in self.steps.values() if s.state == "running"]
+        for step in interrupted:  # only an interrupt ends a run while a step runs
+            self.finish(step, "interrupted")
+        if self.steps and not self.failures and not interrupted:
             self.summary()
         for name, fail, step in self.failures:
             self.failure(name, fail, step)
+        for step in interrupted:
+            self.err.write(f"\n✗ interrupted during {step.name} after {seconds(step.elapsed())}: its containers and half-made files are removed; "
+                           f"the steps that finished stay done, and the next run goes on from there (log: {shown(step.log)})\n")
         for msg in self.errors:
             self.err.write(f"error: {msg}\n")
         self.err.flush()
@@ -333,8 +350,11 @@ class BuildView:
             return
         write(f"\n✗ {name} failed after {seconds(step.elapsed())}\n")
         tail = [] if self.streaming else last_lines(step.log, FAILURE_LINES)
-        with step.log.open("a") as log:  # the log ends with why the step failed, traceback and hint included
-            log.write(f"error: {message}\n")
+        try:
+            with step.log.open("a") as log:  # the log ends with why the step failed, traceback and hint included
+                log.write(f"error: {message}\n")
+        except OSError:
+            pass
         if tail:
             write(f"--- the last {len(tail)} lines of {shown(step.log)}:\n")
             write("".join(f"  {line}\n" for line in tail))
@@ -378,7 +398,7 @@ def last_lines(path: Path, count: int) -> list[str]:
 def mark(state: str) -> Any:
     if state == "running":
         return Spinner("dots", style="yellow")
-    symbol, style = {"waiting": ("·", "dim"), "done": ("✓", "green"), "up to date": ("=", "green"), "failed": ("✗", "bold red"), "not run": ("-", "dim")}[state]
+    symbol, style = {"waiting": ("·", "dim"), "done": ("✓", "green"), "up to date": ("=", "green"), "failed": ("✗", "bold red"), "interrupted": ("✗", "bold red"), "not run": ("-", "dim")}[state]
     return Text(symbol, style)
 
 

@@ -6,6 +6,7 @@ from pathlib import Path
 import docker
 
 from .container import Container
+from .lifecycle import locked
 
 MARKER = ".criobuild-complete"
 _known_filled: set[str] = set()  # checked in this process: doit compiles four components in one
@@ -23,10 +24,12 @@ def ensure_go_volume(client: docker.DockerClient, image: str, goroot: Path, sha2
     if name in _known_filled:
         return name
     client.volumes.create(name, labels={"io.criobuild": "go"})
-    with Container(client, image, volumes={name: {"bind": "/v", "mode": "rw"}}, what=f"toolchain volume {name}") as box:
-        if box.container.exec_run(["test", "-e", f"/v/{MARKER}"]).exit_code != 0:
-            box.call(["find", "/v", "-mindepth", "1", "-delete"])  # a fill that was interrupted
-            box.copy_into(goroot, "/v")
-            box.call(["touch", f"/v/{MARKER}"])
+    # One fill at a time: two runs emptying and filling one volume would each leave the other a broken Go.
+    with locked(goroot.parent.parent / f"{name}.volume.lock", f"waiting for another build that is filling the volume {name}"):
+        with Container(client, image, volumes={name: {"bind": "/v", "mode": "rw"}}, what=f"toolchain volume {name}") as box:
+            if box.container.exec_run(["test", "-e", f"/v/{MARKER}"]).exit_code != 0:
+                box.call(["find", "/v", "-mindepth", "1", "-delete"])  # a fill that was interrupted
+                box.copy_into(goroot, "/v")
+                box.call(["touch", f"/v/{MARKER}"])
     _known_filled.add(name)
     return name

@@ -210,10 +210,14 @@ def test_an_unreadable_file_hints_at_root(tmp_path, monkeypatch):
     path = tmp_path / "config"
     path.write_text("CONFIG_VETH=y\n")
 
-    def denied(self):  # chmod 0 does not stop root, who runs these tests in CI
-        raise PermissionError(13, "Permission denied", str(self))
+    real_open = Path.open
 
-    monkeypatch.setattr(Path, "read_bytes", denied)
+    def denied(self, *args, **kwargs):  # chmod 0 does not stop root, who runs these tests in CI
+        if self == path:
+            raise PermissionError(13, "Permission denied", str(self))
+        return real_open(self, *args, **kwargs)
+
+    monkeypatch.setattr(Path, "open", denied)
     report = kc.run_check(str(path), "1.18.6")
     assert report.exit_code == 2
     assert "permission is denied" in report.error.message and "run as root" in report.error.hint
