@@ -4,13 +4,16 @@ from __future__ import annotations
 import hashlib
 import io
 import subprocess
+import tempfile
 from collections import deque
+from pathlib import Path
 
 import docker
 import docker.errors
 
 from .arch import Arch
 from .errors import ContainerError
+from .lifecycle import locked
 from .components import upstream
 from .recipe import Recipe, Target
 from .view import say
@@ -35,17 +38,29 @@ def base_image_name(target: Target) -> str:
     return f"criobuild/base:{target.distro}-{target.suite}-{target.arch}"
 
 
+def image_lock(name: str) -> Path:
+    """One lock per image name and machine (the engine's images are the machine's, whatever the cache): two
+    builds that need an image not made yet make it once, the other waits."""
+    return Path(tempfile.gettempdir()) / "criobuild-images" / f"{name.replace('/', '_').replace(':', '_')}.lock"
+
+
 def ensure_base_image(client: docker.DockerClient, target: Target, source: str = "auto") -> str:
     """The target's root filesystem as a local image; source is auto, pull or bootstrap."""
     name = base_image_name(target)
     if image_exists(client, name):
         return name
+    with locked(image_lock(name), f"waiting for another build that is making {name}"):
+        if not image_exists(client, name):
+            make_base_image(client, target, source, name)
+    return name
+
+
+def make_base_image(client: docker.DockerClient, target: Target, source: str, name: str) -> None:
     if source in ("auto", "pull") and pull_base(client, target, name):
-        return name
+        return
     if source == "pull":
         raise ContainerError(f"cannot pull {target.distro}:{target.suite} for {target.arch.to_oci()}", hint="set CRIOBUILD_BASE=bootstrap to build it from the distribution's mirror")
     bootstrap_base(target, name)
-    return name
 
 
 def image_exists(client: docker.DockerClient, name: str) -> bool:
@@ -142,8 +157,10 @@ def ensure_builder_image(client: docker.DockerClient, target: Target, packages: 
     name = f"criobuild/builder:{target.distro}-{target.suite}-{target.arch}-{digest}"
     if image_exists(client, name):
         return name
-    say(f"building {name} (apt-get install of {len(packages)} packages{emulated_note(target.arch)})")
-    build_image(client, dockerfile, name)
+    with locked(image_lock(name), f"waiting for another build that is making {name}"):
+        if not image_exists(client, name):
+            say(f"building {name} (apt-get install of {len(packages)} packages{emulated_note(target.arch)})")
+            build_image(client, dockerfile, name)
     return name
 
 
@@ -179,5 +196,7 @@ def ensure_packaging_image(client: docker.DockerClient, builder: str) -> str:
     )
     name = f"criobuild/packaging:{builder.split(':', 1)[1]}-{hashlib.sha256(dockerfile.encode()).hexdigest()[:8]}"
     if not image_exists(client, name):
-        build_image(client, dockerfile, name)
+        with locked(image_lock(name), f"waiting for another build that is making {name}"):
+            if not image_exists(client, name):
+                build_image(client, dockerfile, name)
     return name
