@@ -31,17 +31,11 @@ def as_action(func: Callable[..., Any], log: Path | None = None, name: str | Non
             lifecycle.RUNNING_STEP = name
             try:
                 result = func(*args, **kwargs)
-            except BuildError as e:
-                return TaskFailed(str(e))
-            except OSError as e:
-                if not no_space(e):
-                    raise
-                return TaskFailed(str(disk_full(e)))
             except KeyboardInterrupt as e:
                 print(f"error: interrupted ({getattr(e, 'signum', None) and str(e) or 'SIGINT'})")
                 raise
             except Exception as e:
-                failure = engine_failure(e)
+                failure = user_error(e)
                 if failure is None:
                     raise
                 return TaskFailed(str(failure))
@@ -52,13 +46,18 @@ def as_action(func: Callable[..., Any], log: Path | None = None, name: str | Non
     return wrapper
 
 
-def engine_failure(error: Exception) -> BuildError | None:
-    """The Docker engine's own error (a refused connection, an API error) as a user error, else None."""
-    if not type(error).__module__.startswith(("docker", "requests", "urllib3")):
-        return None
-    from .container import engine_error
+def user_error(error: Exception) -> BuildError | None:
+    """What the user can act on: our own errors, the Docker engine's (a refused connection, an API error) and
+    a full disk; None for a bug, which keeps its traceback."""
+    if isinstance(error, BuildError):
+        return error
+    if type(error).__module__.startswith(("docker", "requests", "urllib3")):
+        from .container import engine_error  # docker-py loads in a tenth of a second: only when an engine failed
 
-    return engine_error(error)
+        return engine_error(error)
+    if isinstance(error, OSError) and no_space(error):
+        return disk_full(error)
+    return None
 
 
 def disk_full(error: OSError) -> BuildError:

@@ -63,3 +63,37 @@ def test_crio_conf_settings_rebuild_cri_o_only() -> None:
 
 def test_build_ends_with_the_checksums(tmp_path: Path) -> None:
     assert build_task(RECIPE, settings(tmp_path))["task_dep"] == ["sums:crio-1.18"]
+
+
+def test_an_engine_that_goes_away_mid_step_is_one_error_in_its_own_words_not_a_traceback_chain() -> None:
+    import requests
+    from doit.exceptions import TaskFailed
+
+    from builders.tasks import as_action
+
+    def step() -> None:
+        raise requests.exceptions.ConnectionError("('Connection aborted.', ConnectionRefusedError(111, 'Connection refused'))")
+
+    failed = as_action(step, name="compile:crio-1.36:cri-o")()
+    assert isinstance(failed, TaskFailed)
+    text = failed.get_msg()
+    assert text.startswith("the Docker engine failed compile:crio-1.36:cri-o because it does not answer (('Connection aborted.'")
+    assert "hint: start it" in text and "Traceback" not in text
+
+
+def test_a_full_disk_in_any_step_names_the_path_and_what_is_free(tmp_path: Path, monkeypatch) -> None:
+    import errno
+
+    from doit.exceptions import TaskFailed
+
+    from builders.tasks import as_action
+
+    monkeypatch.setenv("CRIOBUILD_CACHE", str(tmp_path / "cache"))
+
+    def step() -> None:
+        raise OSError(errno.ENOSPC, "No space left on device", str(tmp_path / "cache" / "toolchains" / "go.tar.gz"))
+
+    failed = as_action(step)()
+    assert isinstance(failed, TaskFailed)
+    assert failed.get_msg().startswith(f"no space left on {tmp_path} (")
+    assert "CRIOBUILD_CACHE" in failed.get_msg() and "CRIOBUILD_ARTIFACTS" in failed.get_msg()
