@@ -134,6 +134,14 @@ def task_pod():
         yield pod_task(recipe, SETTINGS)
 
 
+def task_node():
+    """Boot an emulated arm64 or armhf machine (QEMU, Debian's own kernel) with a recipe's .debs and run the pod test in it: `doit node:crio-1.36`."""
+    from builders.pod import node_task
+
+    for recipe in RECIPES:
+        yield node_task(recipe, SETTINGS)  # amd64 too, which says to run `doit pod` instead
+
+
 def task_sign():
     """Sign each built recipe's SHA256SUMS, SBOMs and provenance with CRIOBUILD_GPG_KEY (`doit build` does when it is set)."""
     from builders.attest import sign_task

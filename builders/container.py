@@ -252,6 +252,12 @@ class Container:
                 hint=hint_for(last, APT_HINTS, default=where) if argv[0].startswith("apt") else where,
             )
 
+    def run(self, argv: list[str], env: dict[str, str] | None = None) -> tuple[int, str, str]:
+        """argv's exit code, standard output and standard error, whatever its exit status."""
+        result = self.container.exec_run(argv, environment=env, workdir=self.workdir, demux=True)
+        out, err = ((part or b"").decode(errors="replace") for part in result.output)
+        return result.exit_code, out, err
+
     def stdout(self, argv: list[str]) -> str:
         """argv's standard output, whatever its exit status (`dpkg-query -S a b` exits 1 when one is missing)."""
         out, _ = self.container.exec_run(argv, workdir=self.workdir, demux=True).output

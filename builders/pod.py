@@ -14,21 +14,22 @@ busybox image (Debian's busybox-static) are built here and copied into crio's st
 """
 from __future__ import annotations
 
+import functools
 import io
 import ipaddress
 import json
 import re
 import tarfile
-import tempfile
 import time
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 from .acceptance import APT_ENV
 from .arch import host_arch
 from .container import Container
 from .errors import ContainerError
+from .lifecycle import temporary_dir
 from .recipe import Recipe
 from .settings import Settings
 from .deb import built_debs
@@ -36,6 +37,7 @@ from .tarball import write_sums_and_manifest
 from .view import say
 
 DATA = Path(__file__).with_name("data") / "pod"
+FULL_LOG = "the full log is artifacts/<recipe>/logs/pod.log (node.log on an emulated node)"
 CRICTL_TIMEOUT = "60s"  # crictl's own 2 s is short for a Pi's first pod; the kubelet waits 4 minutes
 BUSYBOX = "localhost/criobuild/busybox:test"
 WEBSERVER = "localhost/criobuild/webserver:test"  # busybox's httpd on port 80, critest's web server
@@ -80,6 +82,24 @@ exec @RUNTIME@ "$@"
 POD_MOUNTS = re.compile(r" (/run/containers/storage/|/var/lib/containers/storage/overlay/|/run/netns/|/var/run/netns/|/run/(ipc|uts|user|pid)ns/|/run/crio/)")
 
 
+def node_task(recipe: Recipe, settings: Settings) -> dict[str, Any]:
+    from .deb import deb_path
+    from .tasks import step, step_log
+
+    return {
+        "name": recipe.name,
+        "doc": f"boot an emulated {recipe.target.suite} {recipe.target.arch} machine (QEMU, Debian's kernel) with {recipe.name}'s .debs and run the pod test in it",
+        **step(node_test, [recipe, settings], step_log(settings, recipe.name, "node"), f"node:{recipe.name}"),
+        "file_dep": [deb_path(recipe, c, settings) for c in recipe.components],
+        "uptodate": [False],  # a test: it runs whenever asked
+        "params": [
+            {"name": "cmdline", "long": "cmdline", "default": "", "help": "more kernel command line, e.g. cgroup_disable=memory (as a Pi 5 boots)"},
+            {"name": "kernel", "long": "kernel", "default": "", "help": "Debian's kernel package to boot, e.g. linux-image-arm64-16k (16K pages, as the Pi 5's kernel)"},
+            {"name": "critest", "long": "critest", "type": bool, "default": True, "inverse": "no-critest", "help": "run critest after the pods (--no-critest: the pods only)"},
+        ],
+    }
+
+
 def pod_task(recipe: Recipe, settings: Settings) -> dict[str, Any]:
     from .deb import deb_path
     from .tasks import step, step_log
@@ -94,40 +114,89 @@ def pod_task(recipe: Recipe, settings: Settings) -> dict[str, Any]:
 
 
 def pod_test(recipe: Recipe, settings: Settings) -> None:
+    """The pod test on a node container of this host's architecture (see node_test for the Pi's, emulated)."""
+    check_native(recipe)
+    run_pod_test(recipe, settings, f"pod test of {recipe.name}", native_node)
+
+
+def node_test(recipe: Recipe, settings: Settings, cmdline: str = "", kernel: str = "", critest: bool = True) -> None:
+    """The pod test on an emulated node of the target's own architecture (builders/vm.py): the kernel's command
+    line and Debian's kernel package may be chosen (a Pi's `cgroup_disable=memory`, linux-image-arm64-16k)."""
+    from . import vm
+
+    vm.check_host(recipe.target.arch)
+    boot = functools.partial(emulated_node, cmdline=cmdline, kernel=kernel)
+    run_pod_test(recipe, settings, f"pod test of {recipe.name} on an emulated {recipe.target.arch} node", boot, critest)
+
+
+def run_pod_test(recipe: Recipe, settings: Settings, what: str, boot: Callable[..., Any], critest_too: bool = True) -> None:
     from .container import docker_client
     from .images import ensure_base_image
 
-    check_native(recipe)
     debs = built_debs(recipe, settings, "the pod test")
     client = docker_client()
     base = ensure_base_image(client, recipe.target, settings.base_source)
-    what = f"pod test of {recipe.name}"
     owner = str(settings.artifacts / recipe.name)
-    with tempfile.TemporaryDirectory(prefix="criobuild-pod-") as tmp:
-        inputs = Path(tmp)
+    with temporary_dir(settings.cache, "pod") as inputs:
         make_images(client, base, inputs / "images", what, owner)
         for deb in debs:
             (inputs / "debs").mkdir(exist_ok=True)
             (inputs / "debs" / deb.name).write_bytes(deb.read_bytes())
-        with installed_node(client, base, inputs, debs, what, owner) as image:
-            with booted(client, image, what, owner) as node:
-                load_images(node, recipe, what)
-                subids = {f: node.output(["cat", f"/etc/{f}"]).splitlines() for f in ("subuid", "subgid")} if recipe.subid_ranges else {}
-                runs = [run_pod(node, what, default_runtime(recipe))]
-                switch_cgroup_manager(node, other_manager(recipe.cgroup_manager), what)
-                runs.append(run_pod(node, what, default_runtime(recipe)))
-                switch_cgroup_manager(node, recipe.cgroup_manager, what)
-                critest = run_critest(node, what)  # last: its failing specs may leave pods behind
+        with boot(client, recipe, settings, base, inputs, debs, what, owner) as node:
+            load_images(node, recipe, what)
+            subids = {f: node.output(["cat", f"/etc/{f}"]).splitlines() for f in ("subuid", "subgid")} if recipe.subid_ranges else {}
+            runs = [run_pod(node, what, default_runtime(recipe))]
+            switch_cgroup_manager(node, other_manager(recipe.cgroup_manager), what)
+            runs.append(run_pod(node, what, default_runtime(recipe)))
+            switch_cgroup_manager(node, recipe.cgroup_manager, what)
+            critest = run_critest(node, what) if critest_too else NO_CRITEST  # last: its failing specs may leave pods behind
     out = settings.artifacts / recipe.name / "pod-report.json"
     report = {"recipe": recipe.name, "target": recipe.target.name, "runs": runs, "critest": critest, "subids": subids}
     out.write_text(json.dumps(report, indent=2) + "\n")
     for run in runs:
         say(f"{what}: with cgroup_manager {run['cgroup_manager']}, pod {run['pod_ip']} ran 2 containers on {recipe.target.distro} "
               f"{recipe.target.suite} {recipe.target.arch} under crio {run['crio_version']} ({run['runtime']}); nothing left after rmp")  # fmt: skip
-    say(f"{what}: critest {critest['passed']} passed, {critest['failed']} failed, {critest['skipped']} skipped, "
-          f"{critest['needs_internet']} needing images from the internet, of {critest['specs']} specs")
+    if critest.get("not_run"):
+        say(f"{what}: critest not run ({critest['not_run']})")
+    else:
+        say(f"{what}: critest {critest['passed']} passed, {critest['failed']} failed, {critest['skipped']} skipped, "
+              f"{critest['needs_internet']} needing images from the internet, of {critest['specs']} specs")  # fmt: skip
     say(f"{what}: report {out}")
     write_sums_and_manifest(recipe, settings)  # manifest.json records what the pod test saw
+
+
+@contextmanager
+def native_node(client: Any, recipe: Recipe, settings: Settings, base: str, inputs: Path, debs: list[Path], what: str, owner: str) -> Iterator[Container]:
+    with installed_node(client, base, inputs, debs, what, owner) as image:
+        with booted(client, image, what, owner) as node:
+            yield node
+
+
+@contextmanager
+def emulated_node(client: Any, recipe: Recipe, settings: Settings, base: str, inputs: Path, debs: list[Path], what: str, owner: str, cmdline: str = "", kernel: str = "") -> Iterator[Any]:
+    from . import vm
+
+    image = vm.ensure_node_image(client, recipe.target, settings.base_source, NODE_PACKAGES, kernel)
+    console = settings.artifacts / recipe.name / "logs" / "node-console.log"
+    with vm.booted_node(client, recipe, image, debs, inputs, settings.cache, console, what, owner, cmdline) as node:
+        wait_for_systemd(node, what)
+        check_kernel(node, what)
+        wait_for_crio(node, what)
+        yield node
+
+
+def check_kernel(node: Any, what: str) -> None:
+    """What the kernel check the cri-o package ships says of this kernel, as a Pi owner would run it."""
+    from .components.cri_o import KERNEL_CHECK_PATH
+
+    code, out, err = node.run(["python3", f"/{KERNEL_CHECK_PATH}"])
+    node.say(f"+ python3 /{KERNEL_CHECK_PATH}\n{out}{err}")
+    lines = (out + err).strip().splitlines() or [""]
+    verdict = next((line for line in reversed(lines) if line.startswith(("ready", "NOT READY"))), lines[-1])
+    say(f"{what}: the kernel check says (exit {code}): {verdict}")
+
+
+NO_CRITEST = {"passed": 0, "failed": 0, "skipped": 0, "needs_internet": 0, "specs": 0, "not_run": "asked with --no-critest"}
 
 
 def default_runtime(recipe: Recipe) -> str:
@@ -281,7 +350,7 @@ def wait_for_systemd(node: Container, what: str, seconds: int = 120) -> None:
     deadline = time.monotonic() + seconds
     state = ""
     while time.monotonic() < deadline:  # systemctl cannot connect until PID 1 has made its socket
-        state = node.container.exec_run(["timeout", str(seconds), "systemctl", "is-system-running", "--wait"]).output.decode().strip()
+        state = node.run(["timeout", str(seconds), "systemctl", "is-system-running", "--wait"])[1].strip()
         if state in ("running", "degraded"):
             node.say(f"systemd: {state}" + (f"; failed units:\n{node.output(['systemctl', '--failed', '--no-legend'])}" if state == "degraded" else ""))
             return
@@ -292,18 +361,19 @@ def wait_for_systemd(node: Container, what: str, seconds: int = 120) -> None:
 def wait_for_crio(node: Container, what: str, seconds: int = 120) -> None:
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
-        if node.container.exec_run(["crictl", "info"]).exit_code == 0:
+        if node.run(["crictl", "info"])[0] == 0:
             node.say(node.output(["crictl", "version"]), end="")
             return
-        if node.container.exec_run(["systemctl", "is-failed", "--quiet", "crio"]).exit_code == 0:
+        if node.run(["systemctl", "is-failed", "--quiet", "crio"])[0] == 0:
             break
         time.sleep(2)
-    raise ContainerError(f"{what}: crio does not answer on its socket; its journal says:\n{journal(node, 'crio')}", hint="the full log is artifacts/<recipe>/logs/pod.log")
+    raise ContainerError(f"{what}: crio does not answer on its socket; its journal says:\n{journal(node, 'crio')}", hint=FULL_LOG)
 
 
 def journal(node: Container, unit: str, lines: int = 30) -> str:
     argv = ["journalctl", "--no-pager", "-o", "cat", "-n", str(lines)] + (["-u", unit] if unit else ["-p", "warning"])
-    return node.container.exec_run(argv).output.decode(errors="replace").strip()
+    code, out, err = node.run(argv)
+    return (out + err).strip()
 
 
 # --------------------------------------------------------------------------- the pod
@@ -311,11 +381,10 @@ def journal(node: Container, unit: str, lines: int = 30) -> str:
 
 def crictl(node: Container, what: str, *args: str) -> str:
     """crictl's output; on failure, its own words and crio's journal."""
-    result = node.container.exec_run(["crictl", f"--timeout={CRICTL_TIMEOUT}", *args], demux=True)
-    out, err = (part.decode(errors="replace") if part else "" for part in result.output)
+    code, out, err = node.run(["crictl", f"--timeout={CRICTL_TIMEOUT}", *args])
     node.say(f"+ crictl {' '.join(args)}\n{out}{err}", end="" if (out + err).endswith("\n") or not out + err else "\n")
-    if result.exit_code != 0:
-        raise ContainerError(f"{what}: `crictl {' '.join(args)}` failed: {(err or out).strip()}\ncrio's journal says:\n{crio_complaints(node)}", hint="the full log is artifacts/<recipe>/logs/pod.log")
+    if code != 0:
+        raise ContainerError(f"{what}: `crictl {' '.join(args)}` failed: {(err or out).strip()}\ncrio's journal says:\n{crio_complaints(node)}", hint=FULL_LOG)
     return out.strip()
 
 
@@ -383,7 +452,7 @@ def run_pod(node: Container, what: str, default: str) -> dict[str, Any]:
         "crio_version": runtime_version(node, what),
         "cgroup_manager": config.get("cgroup_manager", "systemd"), "runtime": config.get("default_runtime") or default,
         "pod_ip": str(ip), "bridge": str(subnet), "exec": fetched, "logs": logs, "left": left,
-        "oom_score_adj_dropped": node.container.exec_run(["test", "-f", "/etc/crio/crio.conf.d/99-criobuild-pod-test.conf"]).exit_code == 0,
+        "oom_score_adj_dropped": node.run(["test", "-f", "/etc/crio/crio.conf.d/99-criobuild-pod-test.conf"])[0] == 0,
     }  # fmt: skip
 
 
@@ -400,8 +469,8 @@ def run_critest(node: Container, what: str) -> dict[str, Any]:
     host-port specs fetch from 127.0.0.1:<port>, which DNAT reaches only with route_localnet and a masquerade."""
     node.call(["sh", "-c", "echo 1 > /proc/sys/net/ipv4/conf/all/route_localnet && iptables -t nat -I POSTROUTING -s 127.0.0.0/8 ! -d 127.0.0.0/8 -j MASQUERADE"])
     argv = ["critest", "-runtime-endpoint", "unix:///var/run/crio/crio.sock", *critest_flags(node, what)]
-    result = node.container.exec_run(argv)
-    node.say(f"+ {' '.join(argv)}\n{result.output.decode(errors='replace')}")
+    _, out, err = node.run(argv)
+    node.say(f"+ {' '.join(argv)}\n{out}{err}")
     return critest_counts(node.output(["sh", "-c", "cat /criobuild/critest/*.xml"]))
 
 
@@ -409,7 +478,8 @@ def critest_flags(node: Container, what: str) -> list[str]:
     """What this critest takes (ginkgo v2 from cri-tools 1.25, -test-images-file from 1.24), read from its --help."""
     from .components.cri_tools import CRITEST_DEFAULT_IMAGE
 
-    usage = node.container.exec_run(["critest", "--help"]).output.decode(errors="replace")
+    _, out, err = node.run(["critest", "--help"])
+    usage = out + err
     node.call(["mkdir", "-p", "/criobuild/critest"])
     if "test-images-file" in usage:
         images = f"defaultTestContainerImage: {BUSYBOX}\nwebServerTestImage: {WEBSERVER}\n"
@@ -476,7 +546,7 @@ def retry(call: Any, what: str, attempts: int = 10) -> Any:
 
 def expect(ok: bool, what: str, why: str) -> None:
     if not ok:
-        raise ContainerError(f"{what}: {why}", hint="the full log is artifacts/<recipe>/logs/pod.log")
+        raise ContainerError(f"{what}: {why}", hint=FULL_LOG)
 
 
 def pod_mounts(node: Container) -> set[str]:

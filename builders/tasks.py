@@ -89,7 +89,7 @@ def step(func: Callable[..., Any], args: list[Any], log: Path, name: str = "") -
     return {"actions": [(as_action(func, log, name), args)], "meta": {"log": str(log)}, "verbosity": 2}
 
 
-PER_RECIPE = ("build", "compile", "deb", "tarball", "sums", "preflight", "source", "accept", "pod", "verify")
+PER_RECIPE = ("build", "compile", "deb", "tarball", "sums", "preflight", "source", "accept", "pod", "node", "verify")
 
 
 def check_requested(argv: list[str], recipes: list[Recipe], recipe_files: list[Recipe], directory: Path) -> None:

@@ -170,3 +170,15 @@ def test_the_sboms_and_provenance_are_uploaded_signed_with_the_repository_key_an
     assert names.index("import the signing key") < names.index("sign the artifacts") < names.index("release assets")
     release = steps[names.index("release assets")]["run"]
     assert '"$dir"/*.spdx.json release/' in release and "for file in SHA256SUMS manifest.json provenance.intoto.json" in release
+
+
+def test_the_pi_packages_get_the_pod_test_in_an_emulated_node_where_no_native_runner_has_them() -> None:
+    steps = load_workflow()["jobs"]["build"]["steps"]
+    node = [s for s in steps if "doit node:" in s.get("run", "")]
+    assert len(node) == 1 and node[0]["run"] == "doit node:crio-${{ matrix.recipe }}${{ matrix.target }}"
+    condition = node[0]["if"]
+    # armhf always (no native runner exists), arm64 off an arm64 runner; Debian targets, whose kernels the node boots
+    assert condition.startswith("runner.arch != 'ARM64' && !contains(matrix.target, 'amd64')")
+    assert "!contains(matrix.target, 'noble')" in condition and "!contains(matrix.target, 'jammy')" in condition
+    tools = next(s for s in steps if s.get("name") == "host tools")["run"]
+    assert "qemu-system-arm" in tools
