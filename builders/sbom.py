@@ -23,10 +23,11 @@ from urllib.parse import quote
 from . import elf
 from .errors import PackageError
 from .gobuildinfo import BuildInfo, read_build_info
+from .licenses import expression
 from .recipe import Recipe
 from .lifecycle import write_atomically
 
-SBOM_CODE = [Path(__file__), Path(__file__).with_name("gobuildinfo.py")]  # a change to either writes new SBOMs
+SBOM_CODE = [Path(__file__), Path(__file__).with_name("gobuildinfo.py"), Path(__file__).with_name("licenses.py")]  # a change to one writes new SBOMs
 NAMESPACE = "https://spdx.criobuild.invalid"  # SPDX wants a unique URI per document; .invalid resolves nowhere
 
 
@@ -168,11 +169,20 @@ def source_package(doc: Document, recipe: Recipe, component: str, built: dict[st
     # SPDX's download locations are network URLs: a local mirror (file://) is named in sourceInfo only
     location = f"git+{repo}@{commit}" if repo.startswith(("https://", "http://")) else "NOASSERTION"
     source_id = doc.package(spdx_id("Source", component), name=component, versionInfo=built["version"], primaryPackagePurpose="SOURCE",
-                            downloadLocation=location, sourceInfo=f"{repo} {where}, commit {commit}")
+                            downloadLocation=location, sourceInfo=f"{repo} {where}, commit {commit}", **license_fields([component]))
     for patch in recipe.components[component].patches:
         patch_id = doc.file(spdx_id("Patch", component, patch.path.name), f"./patches/{patch.path.name}", patch.path.read_bytes())
         doc.relate(patch_id, "PATCH_APPLIED", source_id)
     return source_id
+
+
+def license_fields(components: list[str]) -> dict[str, str]:
+    """What the components' modules state and their builds found in their licence files: declared by upstream,
+    and concluded the same by this tool's check (builders/licenses.py)."""
+    from .components import upstream
+
+    found = " AND ".join(dict.fromkeys(expression(upstream(c).licenses) for c in components))
+    return {"licenseConcluded": found, "licenseDeclared": found}
 
 
 def go_package(doc: Document, recipe: Recipe, component: str, built: dict[str, Any]) -> str:
@@ -205,12 +215,12 @@ def write_deb_sbom(recipe: Recipe, component: str, deb: Path, staged: dict[str, 
     from .deb import deb_version, package_name
 
     name, version = package_name(component), deb_version(recipe, component)
-    package = {"name": name, "versionInfo": version, "primaryPackagePurpose": "INSTALL", "externalRefs": [purl_deb(recipe, name, version)]}
+    package = {"name": name, "versionInfo": version, "primaryPackagePurpose": "INSTALL", "externalRefs": [purl_deb(recipe, name, version)], **license_fields([component])}
     document = sbom(deb, package, deb_files(deb, component), recipe, {component: staged}, int(staged["source_date_epoch"]))
     write_json(sbom_path(deb), document)
 
 
 def write_tarball_sbom(recipe: Recipe, tarball: Path, staged: dict[str, dict[str, Any]], staging: Path, epoch: int) -> None:
     owners = {hashlib.sha256((staging / c / b).read_bytes()).hexdigest(): c for c, s in staged.items() for b in s["binaries"]}
-    package = {"name": "cri-o", "versionInfo": recipe.crio.version, "primaryPackagePurpose": "ARCHIVE"}
+    package = {"name": "cri-o", "versionInfo": recipe.crio.version, "primaryPackagePurpose": "ARCHIVE", **license_fields(list(staged))}
     write_json(sbom_path(tarball), sbom(tarball, package, tarball_files(tarball, owners), recipe, staged, epoch))
