@@ -22,7 +22,7 @@ from urllib.parse import quote
 
 from . import elf
 from .errors import PackageError
-from .gobuildinfo import BuildInfo, read_build_info
+from .gobuildinfo import BuildInfo, is_go_program, read_build_info
 from .licenses import expression
 from .recipe import Recipe
 from .lifecycle import write_atomically
@@ -146,6 +146,11 @@ def trace_program(doc: Document, file_id: str, f: File, recipe: Recipe, built: d
     if built.get("base_image_id"):
         doc.relate(builder, "DESCENDANT_OF", image_package(doc, built["base_image"], built["base_image_id"]))
     info = f.go
+    if info is None and is_go_program(f.data):
+        raise PackageError(
+            f"cannot write the SBOM of {doc.doc['name']} because {f.path} is a Go program whose build information cannot be read",
+            hint=f"compare `go version -m` of {f.path} with builders/gobuildinfo.py; an SBOM without its modules would pass `doit verify` wrongly",
+        )
     if info is not None:
         doc.relate(go_package(doc, recipe, component, built), "BUILD_TOOL_OF", file_id)
         for module in info.deps:
