@@ -10,6 +10,7 @@ import time
 import pytest
 
 from builders.arch import Arch
+from builders.container import Container
 from builders.elf import built_for
 from builders.images import ensure_base_image
 from builders.recipe import Target
@@ -76,3 +77,21 @@ def test_runc_builds_under_qemu_arm_with_the_recipes_32_bit_go_and_runs(qemu_arm
     base = ensure_base_image(docker_engine, Target(distro="debian", suite="trixie", arch=Arch.armhf, mirror="http://deb.debian.org/debian"), "bootstrap")
     out = run_staged(docker_engine, base, staging / "runc", ["/usr/libexec/crio/runc", "--version"])
     assert out.splitlines()[0] == "runc version 1.4.3", out
+
+
+def test_the_tarballs_install_names_the_armhf_library_packages_apt_has(pipeline_armhf: Pipeline, built_armhf, docker_engine, tmp_path) -> None:
+    """trixie armhf's glib is libglib2.0-0t64 (the 64-bit time_t transition): the hint `./install` prints is the
+    package the build's dpkg named, and apt installs it."""
+    tarball = pipeline_armhf.artifacts / "cri-o.armhf.v1.36.1.tar.gz"
+    (tmp_path / "upload").mkdir()
+    (tmp_path / "upload" / tarball.name).write_bytes(tarball.read_bytes())
+    base = ensure_base_image(docker_engine, Target(distro="debian", suite="trixie", arch=Arch.armhf, mirror="http://deb.debian.org/debian"), "bootstrap")
+    with Container(docker_engine, base, network="bridge", what="install the armhf tarball") as box:
+        box.copy_into(tmp_path / "upload", "/work")
+        out = box.output(["sh", "-c", f"cd /work && tar -xzf {tarball.name} && cd cri-o && ./install"])
+        assert "These shared libraries are missing: libglib-2.0.so.0\n" in out, out
+        hint = next(line.strip() for line in out.splitlines() if "sudo apt-get install" in line)
+        assert "libglib2.0-0t64" in hint.split() and "libglib2.0-0" not in hint.split(), hint
+        box.call(["apt-get", "update", "-q"])
+        box.call(["sh", "-c", f"DEBIAN_FRONTEND=noninteractive {hint.removeprefix('sudo ')} -y -q --no-install-recommends"])
+        assert "shared libraries are missing" not in box.output(["sh", "-c", "cd /work/cri-o && ./install"])
