@@ -91,18 +91,18 @@ class Elf:
 
     def section_names(self) -> list[str]:
         """The names of its sections (empty when the section headers are stripped)."""
-        if self.bits == 64:
+        if self.bits == 64:  # e_shoff, e_shentsize, e_shnum, e_shstrndx; and where sh_offset is in a section header
             shoff, shentsize, shnum, shstrndx = self.word(0x28, 8), self.word(0x3A, 2), self.word(0x3C, 2), self.word(0x3E, 2)
-            name_at, offset_at, width = 0, 0x18, 8
+            offset_at = 0x18
         else:
             shoff, shentsize, shnum, shstrndx = self.word(0x20, 4), self.word(0x2E, 2), self.word(0x30, 2), self.word(0x32, 2)
-            name_at, offset_at, width = 0, 0x10, 4
+            offset_at = 0x10
         if not shoff or shstrndx >= shnum or shoff + shnum * shentsize > len(self.data):
             return []
-        strings = self.word(shoff + shstrndx * shentsize + offset_at, width)
+        strings = self.word(shoff + shstrndx * shentsize + offset_at, self.address_size)
         names = []
         for i in range(shnum):
-            start = strings + self.word(shoff + i * shentsize + name_at, 4)
+            start = strings + self.word(shoff + i * shentsize, 4)  # sh_name
             end = self.data.find(b"\0", start)
             names.append(self.data[start:end].decode(errors="replace") if 0 <= start < end else "")
         return names
