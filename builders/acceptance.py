@@ -77,7 +77,18 @@ def check_version(box: Container, argv: list[str], version: str, what: str, read
         result = box.container.exec_run(argv, environment=APT_ENV)
         code, out = result.exit_code, result.output.decode(errors="replace")
         box.say(f"+ {' '.join(argv)}\n{out}", end="")
-    version = re.match(r"\d+(\.\d+)*", version).group(0)  # type: ignore[union-attr]  # a snapshot (1.37.0-dev) prints its release
-    if code != 0 or version not in out:
-        why = f"it returned {code}" if code != 0 else f"its output does not name version {version}"
+    version = version.removesuffix("-dev")  # a snapshot (1.37.0-dev) prints its release
+    printed = printed_versions(out)
+    if code != 0 or version not in printed:
+        why = f"it returned {code}" if code != 0 else f"its output names version {', '.join(printed)}, not {version}" if printed else f"its output names no version ({version} expected)"
         raise ContainerError(f"{what}: `{' '.join(argv)}` failed because {why}:\n{out.strip()}", hint="see artifacts/<recipe>/logs/accept.log")
+
+
+# "crio version 1.36.1", "Version:  1.36.1", "crictl version v1.36.0", "runc version 1.0.0-rc10"; not "spec: 1.0.1-dev"
+# nor "GoVersion: go1.24.13".
+VERSION_LINE = re.compile(r"^[ \t]*(?:[\w.-]+[ \t]+)?version:?[ \t]+v?(\S+)", re.I | re.M)
+
+
+def printed_versions(output: str) -> list[str]:
+    """The versions a program's --version output names, each whole: 1.2 is not 1.20.3."""
+    return VERSION_LINE.findall(output)

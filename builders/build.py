@@ -22,6 +22,7 @@ from .container import Container, docker_client
 from .errors import ContainerError, PackageError, SourceError
 from .go_toolchain import ensure_go
 from .images import base_image_name, ensure_builder_image
+from .licenses import check_licenses
 from .lifecycle import locked, temp_dir, write_atomically
 from .modes import BuildMode, resolve_mode
 from .recipe import Component, Recipe
@@ -164,6 +165,7 @@ def build_unlocked(mode: BuildMode, recipe: Recipe, name: str, settings: Setting
     try:
         source = checkout(component, settings, work / name)
         apply_patches(component, source)
+        licenses = check_licenses(upstream(name), source, f"{name} {component.version} ({component.commit[:12]})")
         epoch = commit_epoch(source)
         steps, libraries = run_build(client, builder, mode, recipe, name, settings, source, partial, epoch)
         binaries = elf.check_tree(partial, recipe.target.arch)
@@ -175,7 +177,7 @@ def build_unlocked(mode: BuildMode, recipe: Recipe, name: str, settings: Setting
     shutil.rmtree(final, ignore_errors=True)
     partial.rename(final)
     base = base_image_name(mode.builder_target(recipe.target))
-    extra = {"base_image": base, "base_image_id": image_id(base), "libraries": libraries, "steps": steps, "wall_seconds": round(time.monotonic() - started, 2)}
+    extra = {"base_image": base, "base_image_id": image_id(base), "licenses": licenses, "libraries": libraries, "steps": steps, "wall_seconds": round(time.monotonic() - started, 2)}
     write_manifest(manifest, recipe, component, mode, builder.image, binaries, epoch, extra)
 
 

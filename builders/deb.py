@@ -23,6 +23,7 @@ from doit.tools import config_changed
 from . import elf
 from .components import upstream
 from .errors import PackageError
+from .licenses import copyright_paragraphs
 from .lifecycle import copy_atomically, temp_dir
 from .targets import release
 from .recipe import Recipe
@@ -119,6 +120,7 @@ def changelog_text(recipe: Recipe, component: str, epoch: int, go: str) -> str:
 
 
 def copyright_text(recipe: Recipe, component: str, epoch: int) -> str:
+    """debian/copyright: the licences the component's module states, which its build found in its own licence files."""
     info = upstream(component).package
     year = datetime.fromtimestamp(epoch, timezone.utc).year
     return (
@@ -129,17 +131,7 @@ def copyright_text(recipe: Recipe, component: str, epoch: int) -> str:
         " Go modules vendored in that source (see its vendor/ directory and go.mod); each keeps its\n"
         " own license, in the same source.\n"
         "\n"
-        "Files: *\n"
-        f"Copyright: {info.since}-{year} {info.copyright}\n"
-        "License: Apache-2.0\n"
-        "\n"
-        "License: Apache-2.0\n"
-        " Licensed under the Apache License, Version 2.0 (the \"License\"); you may not use this\n"
-        " file except in compliance with the License. You may obtain a copy of the License at\n"
-        " https://www.apache.org/licenses/LICENSE-2.0\n"
-        " .\n"
-        " On Debian systems, the complete text of the Apache License, Version 2.0 can be found in\n"
-        " \"/usr/share/common-licenses/Apache-2.0\".\n"
+        + copyright_paragraphs(upstream(component).licenses, f"{info.since}-{year} {info.copyright}")
     )
 
 

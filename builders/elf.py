@@ -10,8 +10,11 @@ from .errors import ContainerError
 ELF_MAGIC = b"\x7fELF"
 E_MACHINE = {Arch.arm64: 183, Arch.armhf: 40, Arch.amd64: 62}  # EM_AARCH64, EM_ARM, EM_X86_64
 EF_ARM_ABI_FLOAT_HARD, EF_ARM_EABI_VER5 = 0x400, 5
-PT_LOAD, PT_DYNAMIC, PT_INTERP, PT_GNU_RELRO = 1, 2, 3, 0x6474E552
-DT_NEEDED, DT_STRTAB = 1, 5
+PT_LOAD, PT_DYNAMIC, PT_INTERP, PT_NOTE, PT_GNU_RELRO = 1, 2, 3, 4, 0x6474E552
+DT_NEEDED, DT_STRTAB, DT_RELA, DT_RELASZ, DT_RELAENT = 1, 5, 7, 8, 9
+# The relocation that stores base address + addend (a pointer of a position-independent executable):
+# R_X86_64_RELATIVE, R_AARCH64_RELATIVE, R_ARM_RELATIVE.
+RELATIVE = {62: 8, 183: 1027, 40: 23}
 
 
 @dataclass(frozen=True)
@@ -41,24 +44,79 @@ class Elf:
             fields = ((0, 4), (4, 4), (8, 4), (16, 4))
         return [tuple(self.word(phoff + i * phentsize + at, size) for at, size in fields) for i in range(phnum)]  # type: ignore[misc]
 
-    def needed(self) -> list[str]:
-        """The DT_NEEDED sonames (empty for a static binary)."""
-        segments = self.segments()
-        dynamic = next(((off, size) for kind, off, _, size in segments if kind == PT_DYNAMIC), None)
-        if dynamic is None:
+    def dynamic(self) -> list[tuple[int, int]]:
+        """The (d_tag, d_val) entries of the dynamic section (empty for a static binary)."""
+        found = next(((off, size) for kind, off, _, size in self.segments() if kind == PT_DYNAMIC), None)
+        if found is None:
             return []
         width = self.address_size
         entries = []
-        for at in range(dynamic[0], dynamic[0] + dynamic[1], 2 * width):
+        for at in range(found[0], found[0] + found[1], 2 * width):
             tag, value = self.word(at, width), self.word(at + width, width)
             if tag == 0:
                 break
             entries.append((tag, value))
+        return entries
+
+    def file_offset(self, address: int) -> int | None:
+        """Where in the file the loaded address is (None: in no loaded segment's file bytes)."""
+        return next((off + address - vaddr for kind, off, vaddr, size in self.segments() if kind == PT_LOAD and vaddr <= address < vaddr + size), None)
+
+    def needed(self) -> list[str]:
+        """The DT_NEEDED sonames (empty for a static binary)."""
+        entries = self.dynamic()
         strtab = next((v for t, v in entries if t == DT_STRTAB), None)
-        base = next((off + strtab - vaddr for kind, off, vaddr, size in segments if kind == PT_LOAD and strtab is not None and vaddr <= strtab < vaddr + size), None)
+        base = self.file_offset(strtab) if strtab is not None else None
         if base is None:
             return []
         return [self.data[base + v : self.data.index(b"\0", base + v)].decode() for t, v in entries if t == DT_NEEDED]
+
+    def relative_relocations(self) -> dict[int, int]:
+        """address -> the value the loader stores there, of a position-independent executable's RELA relocations.
+
+        With RELA (arm64, x86_64) the value is the relocation's addend, and what the file holds at the address
+        need not be it: GNU ld leaves other bytes there on arm64. (With REL, armhf's, the file holds it.)"""
+        entries = dict(self.dynamic())
+        start, size = self.file_offset(entries.get(DT_RELA, -1)), entries.get(DT_RELASZ, 0)
+        width = self.address_size
+        entry = entries.get(DT_RELAENT, 3 * width)
+        if start is None or self.machine not in RELATIVE:
+            return {}
+        found = {}
+        for at in range(start, start + size, entry):
+            info = self.word(at + width, width)
+            if (info & 0xFFFFFFFF if width == 8 else info & 0xFF) == RELATIVE[self.machine]:
+                found[self.word(at, width)] = self.word(at + 2 * width, width)
+        return found
+
+    def section_names(self) -> list[str]:
+        """The names of its sections (empty when the section headers are stripped)."""
+        if self.bits == 64:  # e_shoff, e_shentsize, e_shnum, e_shstrndx; and where sh_offset is in a section header
+            shoff, shentsize, shnum, shstrndx = self.word(0x28, 8), self.word(0x3A, 2), self.word(0x3C, 2), self.word(0x3E, 2)
+            offset_at = 0x18
+        else:
+            shoff, shentsize, shnum, shstrndx = self.word(0x20, 4), self.word(0x2E, 2), self.word(0x30, 2), self.word(0x32, 2)
+            offset_at = 0x10
+        if not shoff or shstrndx >= shnum or shoff + shnum * shentsize > len(self.data):
+            return []
+        strings = self.word(shoff + shstrndx * shentsize + offset_at, self.address_size)
+        names = []
+        for i in range(shnum):
+            start = strings + self.word(shoff + i * shentsize, 4)  # sh_name
+            end = self.data.find(b"\0", start)
+            names.append(self.data[start:end].decode(errors="replace") if 0 <= start < end else "")
+        return names
+
+    def notes(self) -> list[tuple[bytes, int]]:
+        """(name, type) of each note in its PT_NOTE segments."""
+        found = []
+        for kind, off, _, size in self.segments():
+            at = off
+            while kind == PT_NOTE and at + 12 <= off + size:
+                namesz, descsz, note_type = self.word(at, 4), self.word(at + 4, 4), self.word(at + 8, 4)
+                found.append((self.data[at + 12 : at + 12 + namesz].rstrip(b"\0"), note_type))
+                at += 12 + (namesz + 3) // 4 * 4 + (descsz + 3) // 4 * 4
+        return found
 
 
 def needed_libraries(path: Path) -> list[str]:

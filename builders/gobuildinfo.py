@@ -5,15 +5,28 @@ list: inline since Go 1.18, before that as two pointers to Go strings in the dat
 list is text: a `path` line, the main `mod`ule, one `dep` per module linked in (a `=>` line after one that
 was replaced), then `build` settings. Go wraps it in two 16-byte sentinels. See debug/buildinfo in Go's
 source for the reader this follows.
+
+Before Go 1.18 the pointers of a position-independent executable are relocated when it is loaded. Linked by
+GNU ld for arm64 (cgo with -buildmode=pie: runc in the recipes of Go 1.14-1.17), the file does not hold them,
+only the relocations' addends do; Go's own `go version -m` then reads garbage ("ad limit"). This reader
+takes them from the relocations.
+
+A Go program (one the Go linker made: its .go.buildinfo or .note.go.buildid section, or its Go build id note)
+whose build information cannot be read is not "no information": read_build_info says None, and the SBOM
+writer and `doit verify` refuse it (is_go_program tells them apart).
 """
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
-from .elf import PT_LOAD, read_elf
+from .elf import PT_LOAD, Elf, read_elf
 
 MAGIC = b"\xff Go buildinf:"
 FLAG_BIG_ENDIAN, FLAG_INLINE = 0x1, 0x2
+GO_SECTIONS = (".go.buildinfo", ".note.go.buildid")
+NT_GO_BUILDID = 4
+GO_VERSION_RE = re.compile(r"^(go1(\.\d+)*|devel )")  # go1.15.15, go1.21rc2, go1.21.0 X:loopvar, devel go1.22-…: not garbage
 
 
 @dataclass(frozen=True)
@@ -31,12 +44,20 @@ class BuildInfo:
     deps: tuple[Module, ...]  # each module linked in, as built (a replaced one as its replacement)
 
 
+def is_go_program(data: bytes) -> bool:
+    """Whether the Go linker made this ELF file (so it should carry build information)."""
+    elf = read_elf(data)
+    if elf is None:
+        return False
+    return any(name in GO_SECTIONS for name in elf.section_names()) or (b"Go", NT_GO_BUILDID) in elf.notes()
+
+
 def read_build_info(data: bytes) -> BuildInfo | None:
-    """The build information of a Go ELF program, or None for anything else."""
+    """The build information of a Go ELF program, or None for anything else and where it cannot be read."""
     start = data.find(MAGIC)
     while start != -1:
         found = parse_header(data, start)
-        if found is not None:
+        if found is not None and GO_VERSION_RE.match(found[0]):
             return parse_modules(*found)
         start = data.find(MAGIC, start + 1)
     return None
@@ -51,9 +72,15 @@ def parse_header(data: bytes, at: int) -> tuple[str, str] | None:
         version, rest = varint_string(data, at + 32)
         modules, _ = varint_string(data, rest)
         return version, modules
-    order = "big" if flags & FLAG_BIG_ENDIAN else "little"
-    version = go_string(data, int.from_bytes(header[16 : 16 + pointer_size], order), pointer_size, order)
-    modules = go_string(data, int.from_bytes(header[16 + pointer_size : 16 + 2 * pointer_size], order), pointer_size, order)
+    elf = read_elf(data)
+    if elf is None:
+        return None
+    pointers = Pointers(elf, pointer_size, "big" if flags & FLAG_BIG_ENDIAN else "little")
+    header_address = elf_address(elf, at)
+    if header_address is None:
+        return None
+    version = pointers.string(pointers.read(header_address + 16))
+    modules = pointers.string(pointers.read(header_address + 16 + pointer_size))
     return (version, modules) if version is not None and modules is not None else None
 
 
@@ -69,25 +96,33 @@ def varint_string(data: bytes, at: int) -> tuple[str, int]:
     return data[at : at + length].decode(errors="replace"), at + length
 
 
-def go_string(data: bytes, address: int, pointer_size: int, order: str) -> str | None:
-    """The Go string whose header (pointer, length) is at the virtual address (Go before 1.18)."""
-    header = file_offset(data, address)
-    if header is None:
-        return None
-    pointer = int.from_bytes(data[header : header + pointer_size], order)  # type: ignore[arg-type]
-    length = int.from_bytes(data[header + pointer_size : header + 2 * pointer_size], order)  # type: ignore[arg-type]
-    text = file_offset(data, pointer)
-    return data[text : text + length].decode(errors="replace") if text is not None else None
+def elf_address(elf: Elf, offset: int) -> int | None:
+    """The loaded address of a file offset (the inverse of Elf.file_offset)."""
+    return next((vaddr + offset - off for kind, off, vaddr, size in elf.segments() if kind == PT_LOAD and off <= offset < off + size), None)
 
 
-def file_offset(data: bytes, address: int) -> int | None:
-    elf = read_elf(data)
-    if elf is None:
-        return None
-    for kind, offset, vaddr, size in elf.segments():
-        if kind == PT_LOAD and vaddr <= address < vaddr + size:
-            return offset + address - vaddr
-    return None
+class Pointers:
+    """Pointer-sized words at loaded addresses of a Go program before 1.18, as the loader leaves them."""
+
+    def __init__(self, elf: Elf, size: int, order: str) -> None:
+        self.elf, self.size, self.order = elf, size, order
+        self.relocated = elf.relative_relocations() if order == "little" else {}
+
+    def read(self, address: int | None) -> int | None:
+        if address is None:
+            return None
+        if address in self.relocated:
+            return self.relocated[address]
+        at = self.elf.file_offset(address)
+        return int.from_bytes(self.elf.data[at : at + self.size], self.order) if at is not None else None  # type: ignore[arg-type]
+
+    def string(self, address: int | None) -> str | None:
+        """The Go string whose header (pointer, length) is at address."""
+        pointer, length = self.read(address), self.read(None if address is None else address + self.size)
+        at = self.elf.file_offset(pointer) if pointer is not None else None
+        if at is None or length is None or length > len(self.elf.data) - at:
+            return None
+        return self.elf.data[at : at + length].decode(errors="replace")
 
 
 def parse_modules(version: str, text: str) -> BuildInfo:

@@ -22,11 +22,12 @@ from urllib.parse import quote
 
 from . import elf
 from .errors import PackageError
-from .gobuildinfo import BuildInfo, read_build_info
+from .gobuildinfo import BuildInfo, is_go_program, read_build_info
+from .licenses import expression
 from .recipe import Recipe
 from .lifecycle import write_atomically
 
-SBOM_CODE = [Path(__file__), Path(__file__).with_name("gobuildinfo.py")]  # a change to either writes new SBOMs
+SBOM_CODE = [Path(__file__), Path(__file__).with_name("gobuildinfo.py"), Path(__file__).with_name("licenses.py")]  # a change to one writes new SBOMs
 NAMESPACE = "https://spdx.criobuild.invalid"  # SPDX wants a unique URI per document; .invalid resolves nowhere
 
 
@@ -145,6 +146,11 @@ def trace_program(doc: Document, file_id: str, f: File, recipe: Recipe, built: d
     if built.get("base_image_id"):
         doc.relate(builder, "DESCENDANT_OF", image_package(doc, built["base_image"], built["base_image_id"]))
     info = f.go
+    if info is None and is_go_program(f.data):
+        raise PackageError(
+            f"cannot write the SBOM of {doc.doc['name']} because {f.path} is a Go program whose build information cannot be read",
+            hint=f"compare `go version -m` of {f.path} with builders/gobuildinfo.py; an SBOM without its modules would pass `doit verify` wrongly",
+        )
     if info is not None:
         doc.relate(go_package(doc, recipe, component, built), "BUILD_TOOL_OF", file_id)
         for module in info.deps:
@@ -168,11 +174,20 @@ def source_package(doc: Document, recipe: Recipe, component: str, built: dict[st
     # SPDX's download locations are network URLs: a local mirror (file://) is named in sourceInfo only
     location = f"git+{repo}@{commit}" if repo.startswith(("https://", "http://")) else "NOASSERTION"
     source_id = doc.package(spdx_id("Source", component), name=component, versionInfo=built["version"], primaryPackagePurpose="SOURCE",
-                            downloadLocation=location, sourceInfo=f"{repo} {where}, commit {commit}")
+                            downloadLocation=location, sourceInfo=f"{repo} {where}, commit {commit}", **license_fields([component]))
     for patch in recipe.components[component].patches:
         patch_id = doc.file(spdx_id("Patch", component, patch.path.name), f"./patches/{patch.path.name}", patch.path.read_bytes())
         doc.relate(patch_id, "PATCH_APPLIED", source_id)
     return source_id
+
+
+def license_fields(components: list[str]) -> dict[str, str]:
+    """What the components' modules state and their builds found in their licence files: declared by upstream,
+    and concluded the same by this tool's check (builders/licenses.py)."""
+    from .components import upstream
+
+    found = " AND ".join(dict.fromkeys(expression(upstream(c).licenses) for c in components))
+    return {"licenseConcluded": found, "licenseDeclared": found}
 
 
 def go_package(doc: Document, recipe: Recipe, component: str, built: dict[str, Any]) -> str:
@@ -205,12 +220,12 @@ def write_deb_sbom(recipe: Recipe, component: str, deb: Path, staged: dict[str, 
     from .deb import deb_version, package_name
 
     name, version = package_name(component), deb_version(recipe, component)
-    package = {"name": name, "versionInfo": version, "primaryPackagePurpose": "INSTALL", "externalRefs": [purl_deb(recipe, name, version)]}
+    package = {"name": name, "versionInfo": version, "primaryPackagePurpose": "INSTALL", "externalRefs": [purl_deb(recipe, name, version)], **license_fields([component])}
     document = sbom(deb, package, deb_files(deb, component), recipe, {component: staged}, int(staged["source_date_epoch"]))
     write_json(sbom_path(deb), document)
 
 
 def write_tarball_sbom(recipe: Recipe, tarball: Path, staged: dict[str, dict[str, Any]], staging: Path, epoch: int) -> None:
     owners = {hashlib.sha256((staging / c / b).read_bytes()).hexdigest(): c for c, s in staged.items() for b in s["binaries"]}
-    package = {"name": "cri-o", "versionInfo": recipe.crio.version, "primaryPackagePurpose": "ARCHIVE"}
+    package = {"name": "cri-o", "versionInfo": recipe.crio.version, "primaryPackagePurpose": "ARCHIVE", **license_fields(list(staged))}
     write_json(sbom_path(tarball), sbom(tarball, package, tarball_files(tarball, owners), recipe, staged, epoch))

@@ -101,7 +101,7 @@ def remote_refs(component: Component, git_dir: Path | None = None) -> dict[str, 
     where = "origin" if git_dir is not None else component.repo
     status, out, err = run_git("ls-remote", "--heads", "--tags", where, git_dir=git_dir)
     if status != 0:
-        raise unreachable(component, err)
+        raise fetch_failed(component, err)
     refs: dict[str, str] = {}
     for line in out.splitlines():
         sha, _, ref = line.partition("\t")
@@ -119,14 +119,56 @@ def check_space(stderr: str, where: Path) -> None:
         raise NoSpace(f"{error.message}; git said: {last_line(stderr)}", hint=error.hint)
 
 
-def unreachable(component: Component, stderr: str) -> SourceError:
-    return SourceError(
-        f"fetching {component.name} failed because {component.repo} is unreachable: {last_line(stderr)}",
-        hint=(
-            "check the network, or point git at a mirror or a local copy: "
-            f"git config --global url.<mirror-url>.insteadOf {component.repo}"
-        ),
-    )
+# Why git could not list or fetch, by its words: the first cause one of its lines names decides the message and
+# the hint, and that line of git's is quoted (else its last). A full disk is refused before, by check_space.
+FETCH_FAILURES = (
+    ("missing", ("couldn't find remote ref", "not our ref", "no such remote ref", "unadvertised object")),
+    ("credentials", ("could not read Username", "could not read Password", "terminal prompts disabled", "Authentication failed",
+                     "HTTP Basic: Access denied", "Permission denied (publickey", "returned error: 401", "returned error: 403")),
+    ("no repository", ("does not appear to be a git repository", "' not found", "Repository not found", "returned error: 404")),
+    ("unreachable", ("Could not resolve host", "Temporary failure in name resolution", "Failed to connect", "Connection refused",
+                     "Connection timed out", "Connection reset", "Network is unreachable", "No route to host", "timed out",
+                     "Could not read from remote repository")),
+)  # fmt: skip
+# cause -> (what failed because why, the hint), filled with name, repo, wanted and insteadof.
+FETCH_MESSAGES = {
+    "missing": (
+        "fetching {name} from {repo} failed because it does not have {wanted}",
+        "`git ls-remote {repo}` shows what it has now: a tag deleted or moved upstream (or a mirror that is not in sync) "
+        "needs a new pin (`doit pin:<recipe>`, or components.{name}.tag and .commit)",
+    ),
+    "credentials": (
+        "fetching {name} from {repo} failed because the server asks for credentials, which criobuild never types in",
+        "the upstreams are public, and GitHub asks so for a repository that does not exist: check components.{name}.repo; "
+        "a private mirror needs a git credential helper (git config --global credential.helper …)",
+    ),
+    "no repository": (
+        "fetching {name} failed because there is no git repository at {repo}",
+        "check components.{name}.repo, and where a url.<mirror>.insteadOf rule sends it (`git config --get-regexp insteadof`): {insteadof}",
+    ),
+    "unreachable": ("fetching {name} failed because {repo} is unreachable", "check the network, or point git at a mirror or a local copy: {insteadof}"),
+    "other": ("fetching {name} from {repo} failed", "git's own words are the reason: check the upstream or the mirror at {repo}"),
+}  # fmt: skip
+
+
+def fetch_failed(component: Component, stderr: str, wanted: str = "") -> SourceError:
+    """A failed `git ls-remote` or `git fetch` of component, explained by what git said (wanted: the refs asked for)."""
+    found = ((cause, line) for cause, words in FETCH_FAILURES for line in lines_of(stderr) if any(w in line for w in words))
+    cause, said = next(found, ("other", last_line(stderr)))
+    why, hint = FETCH_MESSAGES[cause]
+    values = {"name": component.name, "repo": component.repo, "wanted": wanted or "what was asked for",
+              "insteadof": f"git config --global url.<mirror-url>.insteadOf {component.repo}"}  # fmt: skip
+    return SourceError(f"{why.format(**values)}; git said: {said}", hint=hint.format(**values))
+
+
+def lines_of(stderr: str) -> list[str]:
+    return [line.strip() for line in stderr.splitlines() if line.strip()]
+
+
+def wanted_refs(args: tuple[str, ...]) -> str:
+    """What a `git fetch … origin <refspec|commit>…` asks for, as a person reads it."""
+    asked = [a.lstrip("+").split(":", 1)[0] for a in args[args.index("origin") + 1 :]] if "origin" in args else []
+    return ", ".join(f"commit {a}" if re.fullmatch(r"[0-9a-f]{40}", a) else a for a in asked)
 
 
 # --------------------------------------------------------------------------- cache
@@ -276,7 +318,7 @@ def fetch(git_dir: Path, component: Component, *args: str) -> None:
         check_space(err, git_dir)
         if looks_corrupt(err) and "does not appear to be a git repository" not in err:
             raise CacheDamaged(last_line(err))
-        raise unreachable(component, err)
+        raise fetch_failed(component, err, wanted_refs(args))
 
 
 def list_refs(refs: dict[str, str], prefix: str, wanted: str, limit: int = 8) -> str:

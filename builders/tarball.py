@@ -169,16 +169,7 @@ def fill(template: str, values: dict[str, str]) -> str:
 
 # --------------------------------------------------------------------------- shared libraries the binaries need
 
-# Debian's package for each soname our binaries are known to need (the tarball ships no libraries;
-# upstream's bundle is static). An unknown soname is still listed and checked, without a package.
-LIBRARY_PACKAGES = {
-    "libc.so.6": "libc6", "libpthread.so.0": "libc6", "libdl.so.2": "libc6", "libm.so.6": "libc6",
-    "librt.so.1": "libc6", "libresolv.so.2": "libc6", "ld-linux-aarch64.so.1": "libc6", "ld-linux-x86-64.so.2": "libc6",
-    "ld-linux-armhf.so.3": "libc6",
-    "libglib-2.0.so.0": "libglib2.0-0", "libseccomp.so.2": "libseccomp2", "libsystemd.so.0": "libsystemd0",
-    "libgpgme.so.11": "libgpgme11", "libassuan.so.0": "libassuan0", "libgpg-error.so.0": "libgpg-error0",
-    "libselinux.so.1": "libselinux1", "libdevmapper.so.1.02.1": "libdevmapper1.02.1", "libbtrfs.so.0": "libbtrfs0",
-}  # fmt: skip
+
 def runtime_libraries(members: list[Member]) -> dict[str, list[str]]:
     """soname -> the tarball's binaries that need it."""
     users: dict[str, list[str]] = {}
@@ -189,8 +180,15 @@ def runtime_libraries(members: list[Member]) -> dict[str, list[str]]:
     return dict(sorted(users.items()))
 
 
-def runtime_packages(sonames: list[str]) -> list[str]:
-    return sorted({LIBRARY_PACKAGES[s] for s in sonames if s in LIBRARY_PACKAGES})
+def library_packages(staged: dict[str, dict[str, Any]]) -> dict[str, str]:
+    """soname -> the target's package that has it, as dpkg in each component's builder named it at compile time
+    (builders/build.py linked_libraries): trixie armhf's libglib2.0-0t64, not a name this tool would guess."""
+    return {lib["soname"]: lib["package"] for s in staged.values() for lib in s.get("libraries", []) if lib.get("package")}
+
+
+def runtime_packages(sonames: list[str], owners: dict[str, str]) -> list[str]:
+    """The packages that have these sonames (one the builder's dpkg did not know is still listed and checked, without a package)."""
+    return sorted({owners[s] for s in sonames if s in owners})
 
 
 # --------------------------------------------------------------------------- the tarball
@@ -198,11 +196,11 @@ def runtime_packages(sonames: list[str]) -> list[str]:
 
 def tarball_members(recipe: Recipe, settings: Settings) -> list[Member]:
     """Every member of the tarball, sorted, with its final content and mode (directories included)."""
-    versions = {}
+    manifests = {c: read_staged(settings, recipe, c) for c in recipe.components}
+    versions = {c: m["version"] for c, m in manifests.items()}
     members: dict[str, Member] = {}
     staged: dict[str, list[Member]] = {}
     for component in recipe.components:
-        versions[component] = read_staged(settings, recipe, component)["version"]
         staged[component] = staged_members(staging_root(settings, recipe) / component, component, recipe.target.arch)
         for member in staged[component]:
             if member.path in members:
@@ -224,7 +222,7 @@ def tarball_members(recipe: Recipe, settings: Settings) -> list[Member]:
         rel = "etc/" + path.relative_to(DATA / "etc").as_posix()
         members.setdefault(rel, Member(rel, 0o644, data=path.read_bytes()))
     libraries = runtime_libraries(list(members.values()))
-    packages = runtime_packages(list(libraries))
+    packages = runtime_packages(list(libraries), library_packages(manifests))
     companions = ", ".join(f"{upstream(c).package.name} {v}" for c, v in list(versions.items())[1:])  # after cri-o
     values = {
         "VERSION": recipe.crio.version, "ARCH": str(recipe.target.arch), "UNAME": recipe.target.arch.to_uname(),
@@ -382,7 +380,7 @@ def build_manifest(recipe: Recipe, settings: Settings, artifacts: list[Path], im
             "top": TOP,
             "members": contents,
             "install": {"prefix": DEFAULT_PREFIX, "cnidir": DEFAULT_CNIDIR, "files": installed_files([e["path"] for e in contents])},
-            "runtime": {"libraries": sonames, "debian_packages": runtime_packages(sonames)},
+            "runtime": {"libraries": sonames, "debian_packages": runtime_packages(sonames, library_packages(staged))},
         },
     }  # fmt: skip
 

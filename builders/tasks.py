@@ -154,11 +154,12 @@ def newest_release(recipes: list[Recipe]) -> str:
     return next((r.name for r in reversed(recipes) if r.crio.tag), "crio-1.36")
 
 
-STAGING_FORMAT = 2  # what a staging manifest records; a new one builds again (2: linked libraries, base image)
+STAGING_FORMAT = 3  # what a staging manifest records; a new one builds again (2: linked libraries, base image; 3: licences)
 
 
 def compile_task(recipe: Recipe, component: str, settings: Settings) -> dict[str, Any]:
     from .build import build_component, staging_manifest
+    from .components import upstream
     from .go_toolchain import completion_marker
     from .modes import resolve_mode
     from .sources import stamp_path
@@ -173,8 +174,11 @@ def compile_task(recipe: Recipe, component: str, settings: Settings) -> dict[str
         "task_dep": [f"preflight:{recipe.name}"],  # first, before the downloads and clones file_dep brings
         "file_dep": [stamp_path(recipe, component, settings), completion_marker(recipe.go_for(component), go_arch, settings)],
         "targets": [staging_manifest(settings, recipe, component)],
-        "uptodate": [config_changed({"recipe": recipe.fingerprint(component, go_arch), "mode": mode.name, "packages": mode.packages(recipe), "staging": STAGING_FORMAT})],
-    }
+        "uptodate": [config_changed({
+            "recipe": recipe.fingerprint(component, go_arch), "mode": mode.name, "packages": mode.packages(recipe), "staging": STAGING_FORMAT,
+            "licenses": [repr(lic) for lic in upstream(component).licenses],  # a changed statement is checked against the source again
+        })],
+    }  # fmt: skip
 
 
 def preflight_task(recipe: Recipe, settings: Settings) -> dict[str, Any]:

@@ -16,6 +16,7 @@ from doit.exceptions import TaskFailed
 
 from .attest import PROVENANCE, signed_files
 from .errors import BuildError
+from .gobuildinfo import is_go_program
 from .recipe import Recipe
 from .sbom import deb_files, sbom_path, tarball_files
 from .settings import Settings
@@ -138,7 +139,7 @@ def check_sboms(directory: Path, listed: dict[str, str]) -> list[str]:
         problems, counts = check_sbom(artifact)
         report += problems
         programs, modules = programs + counts[0], modules + counts[1]
-    return report or [f"✓ each SBOM names its artifact; {programs} programs embed exactly the {modules} Go modules their SBOMs list"]
+    return report or [f"✓ each SBOM names its artifact; {programs} Go programs embed exactly the {modules} Go modules their SBOMs list"]
 
 
 def check_sbom(artifact: Path) -> tuple[list[str], tuple[int, int]]:
@@ -159,6 +160,8 @@ def check_sbom(artifact: Path) -> tuple[list[str], tuple[int, int]]:
     for f in files:
         info = f.go
         if info is None:
+            if f.component and is_go_program(f.data):
+                report.append(f"✗ {path.name}: {f.path} is a Go program whose build information cannot be read, so its modules cannot be checked against the SBOM")
             continue
         embedded = {f"{m.path}@{m.version}" for m in info.deps}
         in_sbom = listed.get(f.path, set())

@@ -54,6 +54,15 @@ class Package:
 
 
 @dataclass(frozen=True)
+class License:
+    """A licence an upstream is under, as its source states it; builders/licenses.py checks it at build time."""
+
+    spdx: str  # the SPDX identifier: "Apache-2.0", "GPL-2.0-or-later"
+    file: str  # the licence text at the top of the upstream's tree, whose words must be that licence's
+    files: str = "*"  # what it covers, as a debian/copyright Files pattern (the first licence covers "*")
+
+
+@dataclass(frozen=True)
 class Runtime:
     """An OCI runtime crio.conf can name."""
 
@@ -101,6 +110,7 @@ class Upstream:
 
     name: str  # the recipe's components.<name>
     package: Package
+    licenses: tuple[License, ...]  # read from the upstream's own licence files at the pinned commits
     required = True  # every recipe pins it
     version_command: tuple[str, ...] = ()  # prints the version once installed
     runtime: Runtime | None = None  # set for OCI runtimes

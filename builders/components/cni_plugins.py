@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from .base import CNI_DIR, OUT, Package, Step, Upstream, sh
+from .base import CNI_DIR, OUT, License, Package, Step, Upstream, sh
 
 if TYPE_CHECKING:
     from ..recipe import Component, Recipe
@@ -21,6 +21,7 @@ class CniPlugins(Upstream):
         "dhcp and static, and chained plugins such as portmap, bandwidth, firewall and tuning.\n\n"
         "The plugins are installed in /usr/lib/cni, where Debian keeps them.",
     )  # fmt: skip
+    licenses = (License("Apache-2.0", "LICENSE"),)
 
     def steps(self, recipe: Recipe, pin: Component) -> list[Step]:
         return [

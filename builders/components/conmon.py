@@ -4,7 +4,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from .base import OUT, Eras, Package, Step, Upstream, help2man, make, sh
+from .base import OUT, Eras, License, Package, Step, Upstream, help2man, make, sh
 
 if TYPE_CHECKING:
     from ..recipe import Component, Recipe
@@ -29,6 +29,7 @@ class Conmon(Upstream):
         "Podman, and an OCI runtime, such as runc. It holds the container's terminal and standard streams, "
         "writes its log and records its exit code.",
     )  # fmt: skip
+    licenses = (License("Apache-2.0", "LICENSE"),)
     version_command = ("conmon", "--version")
 
     def build_packages(self, pin: Component) -> tuple[str, ...]:

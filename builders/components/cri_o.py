@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..errors import ContainerError, PackageError, RecipeError
 from . import conmon
-from .base import CNI_DIR, OUT, Eras, Package, Runtime, Step, Upstream, make, sh, write_file
+from .base import CNI_DIR, OUT, Eras, License, Package, Runtime, Step, Upstream, make, sh, write_file
 
 if TYPE_CHECKING:
     from ..recipe import Component, Recipe
@@ -64,6 +64,7 @@ class CriO(Upstream):
         "with their options in /etc/default/crio, and a kernel check that warns at install time about "
         "kernel options CRI-O needs (python3 /usr/share/cri-o/kernel_check.py).",
     )  # fmt: skip
+    licenses = (License("Apache-2.0", "LICENSE"),)
     version_command = ("crio", "--version")
 
     def build_packages(self, pin: Component) -> tuple[str, ...]:

@@ -4,7 +4,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from .base import OUT, Eras, Package, Step, Upstream, help2man, make, sh
+from .base import OUT, Eras, License, Package, Step, Upstream, help2man, make, sh
 
 if TYPE_CHECKING:
     from ..recipe import Component, Recipe
@@ -37,6 +37,7 @@ class CriTools(Upstream):
         "critest, the CRI validation test suite, checks that a runtime implements the interface as the "
         "kubelet expects.",
     )  # fmt: skip
+    licenses = (License("Apache-2.0", "LICENSE"),)
     version_command = ("crictl", "--version")
 
     def build_packages(self, pin: Component) -> tuple[str, ...]:

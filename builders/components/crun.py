@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from .base import OUT, RUNTIME_DIR, Eras, Package, Runtime, Step, Upstream, make, sh
+from .base import OUT, RUNTIME_DIR, Eras, License, Package, Runtime, Step, Upstream, make, sh
 
 if TYPE_CHECKING:
     from ..recipe import Component, Recipe
@@ -34,6 +34,9 @@ class Crun(Upstream):
         f"This build is the one the CRI-O packages of this repository name in their configuration: it is "
         f"installed as {RUNTIME_DIR}/crun, so Debian's crun package (/usr/bin/crun) can be installed beside it.",
     )  # fmt: skip
+    # COPYING is the GPL, version 2; src/*.c say "or (at your option) any later version". libcrun's sources
+    # (src/libcrun/) say LGPL 2.1 or later, and COPYING.libcrun is its text.
+    licenses = (License("GPL-2.0-or-later", "COPYING"), License("LGPL-2.1-or-later", "COPYING.libcrun", "src/libcrun/*"))
     version_command = (f"{RUNTIME_DIR}/crun", "--version")
     runtime = Runtime("crun", f"{RUNTIME_DIR}/crun", "/run/crun")
     # crun copies itself into a sealed memfd and re-executes that unless its binary sits on a read-only

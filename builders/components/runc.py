@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from .base import OUT, RUNTIME_DIR, Eras, Package, Runtime, Step, Upstream, make, sh
+from .base import OUT, RUNTIME_DIR, Eras, License, Package, Runtime, Step, Upstream, make, sh
 
 if TYPE_CHECKING:
     from ..recipe import Component, Recipe
@@ -35,6 +35,7 @@ class Runc(Upstream):
         f"This build is the one the CRI-O packages of this repository name in their configuration: it is "
         f"installed as {RUNTIME_DIR}/runc, so Debian's runc package (/usr/sbin/runc) can be installed beside it.",
     )  # fmt: skip
+    licenses = (License("Apache-2.0", "LICENSE"),)
     version_command = (f"{RUNTIME_DIR}/runc", "--version")
     runtime = Runtime("runc", f"{RUNTIME_DIR}/runc", "/run/runc")
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -90,6 +91,60 @@ def test_the_provenance_names_every_artifact_by_sha256_and_the_recipe_as_the_bui
     assert builders == {manifest["builder_image"]["name"], manifest["base_image"]["name"]}
 
 
+def test_each_package_and_sbom_say_the_licence_of_its_source(pipeline_1_36: Pipeline, built_1_36, tmp_path: Path) -> None:
+    """crun is GPL-2.0-or-later with libcrun LGPL-2.1-or-later (its COPYING and COPYING.libcrun), the others Apache-2.0."""
+    directory = pipeline_1_36.artifacts
+
+    def copyright_of(deb: str) -> str:
+        subprocess.run(["dpkg-deb", "-x", str(directory / deb), str(tmp_path / deb)], check=True)
+        return next((tmp_path / deb / "usr/share/doc").glob("*/copyright")).read_text()
+
+    crun = copyright_of("cri-o-crun_1.26-1~deb13_arm64.deb")
+    assert re.search(r"^Files: \*\nCopyright: 2017-\d{4} The crun Authors\nLicense: GPL-2\+\n", crun, re.M), crun
+    assert re.search(r"^Files: src/libcrun/\*\nCopyright: 2017-\d{4} The crun Authors\nLicense: LGPL-2\.1\+\n", crun, re.M), crun
+    assert '"/usr/share/common-licenses/GPL-2"' in crun and '"/usr/share/common-licenses/LGPL-2.1"' in crun and "Apache" not in crun
+    conmon = copyright_of("conmon_2.1.13-1~deb13_arm64.deb")
+    assert "License: Apache-2.0\n" in conmon and "GPL" not in conmon
+    staged = json.loads((directory / "staging" / "crun.json").read_text())
+    assert [(lic["license"], lic["file"]) for lic in staged["licenses"]] == [("GPL-2.0-or-later", "COPYING"), ("LGPL-2.1-or-later", "COPYING.libcrun")]
+    for artifact, expected in [("cri-o-crun_1.26-1~deb13_arm64.deb", "GPL-2.0-or-later AND LGPL-2.1-or-later"), ("cri-o-runc_1.4.3-1~deb13_arm64.deb", "Apache-2.0"),
+                               ("cri-o.arm64.v1.36.1.tar.gz", "Apache-2.0 AND GPL-2.0-or-later AND LGPL-2.1-or-later")]:  # fmt: skip
+        packages = sbom(directory, artifact)["packages"]
+        described = next(p for p in packages if p["SPDXID"] == "SPDXRef-Artifact")
+        assert (described["licenseDeclared"], described["licenseConcluded"]) == (expected, expected), artifact
+    sources = {p["name"]: p["licenseDeclared"] for p in sbom(directory, "cri-o.arm64.v1.36.1.tar.gz")["packages"] if p.get("primaryPackagePurpose") == "SOURCE"}
+    assert sources == {"cri-o": "Apache-2.0", "conmon": "Apache-2.0", "cni-plugins": "Apache-2.0", "cri-tools": "Apache-2.0", "runc": "Apache-2.0",
+                       "crun": "GPL-2.0-or-later AND LGPL-2.1-or-later"}  # fmt: skip
+
+
+@pytest.fixture
+def relicensed(tmp_path: Path, upstreams, go_tarballs, http_server) -> Pipeline:
+    """A pipeline of its own whose recipe patches crun's COPYING into the GPL version 3."""
+    from tests.fixtures.pipeline import SHAPE_1_36, make_pipeline
+
+    pipeline = make_pipeline(tmp_path, "cross", upstreams, go_tarballs, http_server, SHAPE_1_36)
+    tree = tmp_path / "crun"
+    subprocess.run(["git", "clone", "-q", "--branch", SHAPE_1_36["crun_tag"], upstreams["crun"].url, str(tree)], check=True)
+    shutil.copy("/usr/share/common-licenses/GPL-3", tree / "COPYING")
+    patch = subprocess.run(["git", "diff"], cwd=tree, capture_output=True, text=True, check=True).stdout
+    (tmp_path / "recipes" / "patches").mkdir()
+    (tmp_path / "recipes" / "patches" / "gpl3.patch").write_text(patch)
+    recipe = tmp_path / "recipes" / "crio-1.36.toml"
+    recipe.write_text(recipe.read_text().replace("[components.crun]\n", '[components.crun]\npatches = ["gpl3.patch"]\n'))
+    return pipeline
+
+
+def test_a_source_whose_licence_file_is_another_licence_is_not_built(relicensed: Pipeline) -> None:
+    result = relicensed.doit("compile:crio-1.36:crun")
+    assert result.returncode == 1
+    commit = load_recipe(relicensed.root / "recipes" / "crio-1.36.toml").components["crun"].commit
+    assert (f"checking the licence of crun 1.26 ({commit[:12]}) failed because its COPYING is the text of GPL-3.0, "
+            "and builders/components/crun.py says GPL-2.0-or-later") in result.stderr  # fmt: skip
+    assert "hint: read COPYING at the pinned commit and correct `licenses` in builders/components/crun.py" in result.stderr
+    assert "Traceback" not in result.stderr
+    assert not (relicensed.artifacts / "staging" / "crun.json").exists()
+
+
 def doit(pipeline: Pipeline, artifacts: Path, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
     environ = os.environ | pipeline.env | {"CRIOBUILD_ARTIFACTS": str(artifacts)} | env
     argv = [sys.executable, "-m", "doit", "--db-file", str(artifacts / "doit.db"), *args]
@@ -120,7 +175,8 @@ def test_verify_checks_signatures_sums_provenance_and_sboms_of_signed_artifacts(
     assert "✓ 16 files match SHA256SUMS" in result.stdout
     assert "✓ 9 signatures good by the key in" in result.stdout
     assert "✓ the provenance's 15 subjects are exactly the artifacts" in result.stdout
-    assert "programs embed exactly the 2 Go modules their SBOMs list" in result.stdout  # runtime-spec, in runc's .deb and in the tarball
+    # crio, crictl, critest, runc and the four plugins, in the .debs and in the tarball; runtime-spec, in runc's .deb and in the tarball
+    assert "✓ each SBOM names its artifact; 16 Go programs embed exactly the 2 Go modules their SBOMs list" in result.stdout
 
 
 def flip_a_byte(path: Path) -> None:

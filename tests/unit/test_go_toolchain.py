@@ -121,7 +121,7 @@ def test_an_unpinned_architecture_is_a_recipe_error(tmp_path):
 # -- the real toolchains -------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("arch", [Arch.arm64, Arch.amd64])
+@pytest.mark.parametrize("arch", [Arch.arm64, Arch.armhf, Arch.amd64])
 def test_real_toolchain_downloads_once_then_works_offline(go_tarballs, http_clean, tmp_path, closed_port_url, arch):
     root, url = http_clean.subdir(f"real-{arch}")
     name = go_tarballs.filename(arch)

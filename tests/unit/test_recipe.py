@@ -168,3 +168,33 @@ def test_two_recipes_pinning_one_go_version_must_agree_on_its_checksum(tmp_path:
     with pytest.raises(RecipeError) as info:
         load_all(tmp_path)
     assert f"{tmp_path / 'crio-1.19.toml'}: key 'go.sha256.arm64' disagrees with {tmp_path / 'crio-1.18.toml'} for Go 1.14.15" in str(info.value)
+
+
+def toolchain_arches(target: Arch, monkeypatch: pytest.MonkeyPatch) -> set[Arch]:
+    """The Go a build for target fetches, on every kind of host (a Pi of either width, an x86_64 or arm64
+    runner) in every mode it can run there: native, emulated (also the fallback of a cross build), cross."""
+    from builders import modes
+
+    needed = set()
+    for host in Arch:
+        monkeypatch.setattr(modes, "host_arch", lambda host=host: host)
+        for mode in ("native", "qemu", "cross"):
+            if mode == "native" and host != target:
+                continue
+            needed.add(modes.resolve_mode(mode, target).toolchain_arch(target))
+    return needed
+
+
+def test_every_go_a_target_can_need_is_pinned_in_every_recipe(monkeypatch: pytest.MonkeyPatch) -> None:
+    """No mode of any target stops with "pins no sha256": armhf under QEMU or on a 32-bit Pi fetches
+    go<version>.linux-armv6l.tar.gz, cross builds the host's."""
+    from builders.go_toolchain import pinned_sha256
+    from builders.recipe import for_every_target, go_tables
+
+    for recipe in load_all(REPO / "recipes"):
+        for built in for_every_target(recipe):
+            for arch in toolchain_arches(built.target.arch, monkeypatch):
+                for key, go in go_tables(built):
+                    assert pinned_sha256(go, arch), f"{built.name}: {key} for {arch}"
+    assert toolchain_arches(Arch.armhf, monkeypatch) == {Arch.armhf, Arch.amd64, Arch.arm64}
+    assert load_recipe(REPO / "recipes" / "crio-1.36.toml").go.tarball(Arch.armhf) == "go1.26.7.linux-armv6l.tar.gz"

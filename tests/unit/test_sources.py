@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import difflib
+import http.server
 import os
 import shutil
 import socket
@@ -14,7 +15,7 @@ import pytest
 from doit.exceptions import TaskFailed
 
 from builders import sources
-from builders.errors import SourceError
+from builders.errors import NoSpace, SourceError
 from builders.recipe import Component, load_recipe
 from builders.settings import REPO_ROOT, Settings, load_settings
 
@@ -284,13 +285,101 @@ def test_unknown_branch_fails_listing_existing_branches(upstream: Upstream, sett
     assert (e.value.hint or "").startswith("branches it has: release-1.18")
 
 
-@pytest.mark.parametrize("url", ["file:///nonexistent/criobuild/cri-o.git", f"http://127.0.0.1:{closed_port()}/x.git"])
-def test_unreachable_remote_fails_with_an_insteadof_hint(upstream: Upstream, settings: Settings, url: str) -> None:
+def test_unreachable_remote_fails_with_an_insteadof_hint(upstream: Upstream, settings: Settings) -> None:
+    url = f"http://127.0.0.1:{closed_port()}/x.git"
     with pytest.raises(SourceError) as e:
         sources.fetch_source(upstream.component(repo=url), settings)
-    assert f"fetching cri-o failed because {url} is unreachable" in e.value.message
-    assert f"git config --global url.<mirror-url>.insteadOf {url}" in (e.value.hint or "")
+    assert e.value.message.startswith(f"fetching cri-o failed because {url} is unreachable; git said: fatal: unable to access '{url}/': Failed to connect")
+    assert (e.value.hint or "").startswith("check the network") and f"git config --global url.<mirror-url>.insteadOf {url}" in (e.value.hint or "")
     assert "Traceback" not in str(e.value)
+
+
+def test_a_path_with_no_repository_is_not_called_unreachable(upstream: Upstream, settings: Settings) -> None:
+    url = "file:///nonexistent/criobuild/cri-o.git"
+    with pytest.raises(SourceError) as e:
+        sources.fetch_source(upstream.component(repo=url), settings)
+    assert e.value.message == (
+        f"fetching cri-o failed because there is no git repository at {url}; "
+        "git said: fatal: '/nonexistent/criobuild/cri-o.git' does not appear to be a git repository"
+    )
+    assert "check components.cri-o.repo" in (e.value.hint or "") and f"url.<mirror-url>.insteadOf {url}" in (e.value.hint or "")
+    assert "network" not in str(e.value)
+
+
+def test_a_tag_deleted_between_listing_and_fetching_is_named_with_gits_words(upstream: Upstream, settings: Settings, isolated_git: Path, tmp_path: Path) -> None:
+    """The upstream lists v1.18.2, then no longer has it when the fetch asks (a tag deleted or moved upstream, a
+    mirror syncing): git's "couldn't find remote ref", not "unreachable … check the network"."""
+    server = tmp_path / "upload-pack"  # the upstream's own git upload-pack, deleting the tag when asked the second time
+    server.write_text(f'#!/bin/sh\nif [ -e {tmp_path}/listed ]; then git -C {upstream.path} tag -d v1.18.2 >/dev/null; fi\n'
+                      f'touch {tmp_path}/listed\nexec git upload-pack "$@"\n')  # fmt: skip
+    server.chmod(0o755)
+    git(tmp_path, "config", "--file", str(isolated_git), "remote.origin.uploadpack", str(server))
+    with pytest.raises(SourceError) as e:
+        sources.fetch_source(upstream.component(tag="v1.18.2"), settings)
+    assert e.value.message == (
+        f"fetching cri-o from {upstream.url} failed because it does not have refs/tags/v1.18.2, refs/heads/release-1.18; "
+        "git said: fatal: couldn't find remote ref refs/tags/v1.18.2"
+    )
+    assert (e.value.hint or "").startswith(f"`git ls-remote {upstream.url}` shows what it has now: a tag deleted or moved upstream")
+    assert "network" not in str(e.value)
+
+
+def test_a_commit_the_upstream_does_not_serve_is_named(upstream: Upstream, settings: Settings) -> None:
+    """A submodule is fetched by the commit its superproject records: one its repository lacks is missing, not unreachable."""
+    gone = "0123456789abcdef0123456789abcdef01234567"
+    with pytest.raises(SourceError) as e:
+        sources.fetch_source(Component(name="crun//libocispec", repo=upstream.url, commit=gone, version="0"), settings)
+    assert e.value.message.startswith(f"fetching crun//libocispec from {upstream.url} failed because it does not have commit {gone}; git said: ")
+    assert "network" not in str(e.value)
+
+
+class Answer(http.server.BaseHTTPRequestHandler):
+    """An HTTP git server that answers every request with one status (401 with a Basic challenge)."""
+
+    def do_GET(self) -> None:
+        self.send_response(self.server.status)  # type: ignore[attr-defined]
+        if self.server.status == 401:  # type: ignore[attr-defined]
+            self.send_header("WWW-Authenticate", 'Basic realm="git"')
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+@pytest.mark.parametrize("status, why, said", [
+    (401, "the server asks for credentials, which criobuild never types in", "fatal: could not read Username for 'http://127.0.0.1:{port}': terminal prompts disabled"),
+    (403, "the server asks for credentials, which criobuild never types in", "fatal: unable to access '{url}/': The requested URL returned error: 403"),
+    (404, "there is no git repository at {url}", "fatal: repository '{url}/' not found"),
+])  # fmt: skip
+def test_a_server_that_refuses_is_named_by_what_it_said(upstream: Upstream, settings: Settings, status: int, why: str, said: str) -> None:
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Answer)
+    server.status = status  # type: ignore[attr-defined]
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    url = f"http://127.0.0.1:{server.server_port}/cri-o.git"
+    try:
+        with pytest.raises(SourceError) as e:
+            sources.fetch_source(upstream.component(repo=url), settings)
+    finally:
+        server.shutdown()
+    values = {"url": url, "port": server.server_port}
+    assert why.format(**values) in e.value.message and e.value.message.endswith("; git said: " + said.format(**values))
+    assert "unreachable" not in e.value.message and "check the network" not in (e.value.hint or "")
+    assert "components.cri-o.repo" in (e.value.hint or "")
+
+
+def test_a_full_disk_under_the_clones_is_said_with_gits_words(upstream: Upstream, tmp_path: Path) -> None:
+    disk = tmp_path / "disk"
+    disk.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=2m", "tmpfs", str(disk)], check=True)
+    try:
+        (disk / "filler").write_bytes(b"\0" * ((2 << 20) - (48 << 10)))  # 48 KiB left: not enough for a clone
+        with pytest.raises(NoSpace) as e:
+            sources.fetch_source(upstream.component(), settings_in(disk / "cache", tmp_path))
+    finally:
+        subprocess.run(["umount", "-l", str(disk)], check=False)
+    assert e.value.message.startswith(f"no space left on {disk}/cache/clones (") and "; git said: " in e.value.message
+    assert "No space left on device" in e.value.message and "CRIOBUILD_CACHE" in (e.value.hint or "")
 
 
 def test_unwritable_cache_fails_clearly(upstream: Upstream, tmp_path: Path) -> None:
@@ -366,7 +455,7 @@ def test_second_run_with_unchanged_pin_touches_no_network(upstream: Upstream, se
     sources.fetch_source(component, settings)
     dest = sources.checkout(component, settings, tmp_path / "cri-o")
     assert git(dest, "rev-parse", "HEAD") == upstream.tags["v1.18.1"]
-    with pytest.raises(SourceError, match="unreachable"):  # a new pin does need the network
+    with pytest.raises(SourceError, match="fetching cri-o failed because there is no git repository at"):  # a new pin does need the remote
         sources.fetch_source(upstream.component(tag="v1.18.2"), settings)
 
 

@@ -2,6 +2,7 @@
 package dpkg names for a library, and the provenance statement (checked with the in-toto models)."""
 from __future__ import annotations
 
+import hashlib
 import json
 import shutil
 import subprocess
@@ -14,7 +15,10 @@ from in_toto_attestation.predicates.provenance.v1 import provenance_pb2
 from builders.arch import Arch
 from builders.attest import provenance, provenance_text
 from builders.build import library_owners
-from builders.gobuildinfo import read_build_info
+from builders.errors import PackageError
+from builders.gobuildinfo import MAGIC, is_go_program, read_build_info
+from builders.sbom import sbom_path, write_deb_sbom
+from builders.verify import check_sbom
 
 MAIN = '''package main
 
@@ -54,8 +58,53 @@ def test_the_build_information_is_what_go_version_m_shows(go_program: Path) -> N
 
 
 def test_a_program_that_is_not_go_has_no_build_information() -> None:
-    assert read_build_info(Path("/bin/ls").read_bytes()) is None
+    assert read_build_info(Path("/bin/ls").read_bytes()) is None and not is_go_program(Path("/bin/ls").read_bytes())
     assert read_build_info(b"\xff Go buildinf:" + b"\x00" * 10) is None  # a truncated header
+
+
+def unreadable(program: Path, dest: Path) -> Path:
+    """The same Go program with its build information's header defaced: what a reader that cannot read it sees."""
+    dest.write_bytes(program.read_bytes().replace(MAGIC, b"\xff Go defaced:"))
+    dest.chmod(0o755)
+    return dest
+
+
+def deb_of(program: Path, tmp_path: Path, name: str) -> Path:
+    root = tmp_path / name
+    (root / "DEBIAN").mkdir(parents=True)
+    (root / "DEBIAN/control").write_text(f"Package: {name}\nVersion: 1.4.3-1~deb13\nArchitecture: amd64\nMaintainer: t <t@example.org>\nDescription: t\n")
+    (root / "usr/bin").mkdir(parents=True)
+    shutil.copy2(program, root / "usr/bin/prog")
+    subprocess.run(["dpkg-deb", "--root-owner-group", "--build", str(root), str(tmp_path / f"{name}.deb")], check=True, capture_output=True)
+    return tmp_path / f"{name}.deb"
+
+
+STAGED = {
+    "source_date_epoch": 1764547200, "repo": "https://github.com/opencontainers/runc", "tag": "v1.4.3", "commit": "b" * 40, "version": "1.4.3",
+    "mode": "cross", "builder_image": "criobuild/builder:debian-trixie-amd64-0123", "builder_image_id": "sha256:" + "f" * 64, "libraries": [],
+}  # fmt: skip
+
+
+def test_a_go_program_whose_build_information_cannot_be_read_fails_the_sbom_and_verify(go_program: Path, tmp_path: Path) -> None:
+    """Both read programs with one reader: where it fails, neither may pass the program over as if it were not Go."""
+    from builders.recipe import load_recipe
+
+    recipe = load_recipe(Path(__file__).resolve().parents[2] / "recipes" / "crio-1.36.toml")
+    good = deb_of(go_program, tmp_path, "good")
+    write_deb_sbom(recipe, "runc", good, STAGED)
+    assert check_sbom(good) == ([], (1, 1))  # one Go program, one module: example.org/greeting
+
+    broken = unreadable(go_program, tmp_path / "prog")
+    assert is_go_program(broken.read_bytes()) and read_build_info(broken.read_bytes()) is None
+    bad = deb_of(broken, tmp_path, "bad")
+    with pytest.raises(PackageError) as info:
+        write_deb_sbom(recipe, "runc", bad, STAGED)
+    assert info.value.message == "cannot write the SBOM of bad.deb because ./usr/bin/prog is a Go program whose build information cannot be read"
+    # An SBOM that lists no modules for it (as a writer that skipped it wrote) is not verified.
+    sbom_path(bad).write_text(sbom_path(good).read_text().replace(hashlib.sha256(good.read_bytes()).hexdigest(), hashlib.sha256(bad.read_bytes()).hexdigest()))
+    problems, counts = check_sbom(bad)
+    assert problems == ["✗ bad.deb.spdx.json: ./usr/bin/prog is a Go program whose build information cannot be read, so its modules cannot be checked against the SBOM"]
+    assert counts == (0, 0)
 
 
 # What `dpkg-query -S` says in a cross builder (amd64 with the arm64 libraries and a cross toolchain's copy).

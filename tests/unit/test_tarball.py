@@ -160,6 +160,7 @@ def stage(root: Path, component: str, files: dict[str, str], **manifest_override
         "component": component, "version": VERSIONS[component], "repo": f"https://example.invalid/{component}",
         "tag": f"v{VERSIONS[component]}", "branch": None, "commit": COMMITS[component], "source_date_epoch": EPOCH,
         "go": "1.14.15", "mode": "native", "builder_image": "criobuild/builder:test", "binaries": [],
+        "libraries": [{"soname": "libc.so.6", "package": "libc6", "version": "2.36-9", "arch": str(ARCH)}],  # what /bin/true links
     } | manifest_overrides  # fmt: skip
     (root / f"{component}.json").write_text(json.dumps(data))
 
@@ -327,6 +328,27 @@ def test_readme_and_install_name_the_shared_libraries(world) -> None:
     path = built(world)
     assert "The binaries are linked against these\nshared libraries of the target: libc.so.6 (Debian packages: libc6)" in member_text(path, "README.md")
     assert 'LIBRARIES="libc.so.6"' in member_text(path, "install")
+
+
+GLIB_PROGRAM = '#include <glib.h>\nint main(void) { return g_strcmp0("a", "a"); }\n'
+
+
+def test_install_names_the_library_packages_the_build_recorded_such_as_trixies_t64_ones(world, tmp_path: Path) -> None:
+    """conmon links glib: on trixie and noble armhf its package is libglib2.0-0t64, as dpkg in the builder said."""
+    recipe, settings = world
+    (tmp_path / "conmon.c").write_text(GLIB_PROGRAM)
+    flags = subprocess.run(["pkg-config", "--cflags", "--libs", "glib-2.0"], capture_output=True, text=True, check=True).stdout.split()
+    subprocess.run(["gcc", str(tmp_path / "conmon.c"), "-o", str(tmp_path / "conmon"), *flags], check=True)
+    staging = settings.artifacts / "crio-1.18" / "staging"
+    libraries = [{"soname": s, "package": p, "version": "2.84.4-3~deb13u1", "arch": "armhf"}
+                 for s, p in (("libglib-2.0.so.0", "libglib2.0-0t64"), ("libc.so.6", "libc6"))]  # fmt: skip
+    stage(staging, "conmon", {"usr/bin/conmon": "elf"}, libraries=libraries)
+    shutil.copy(tmp_path / "conmon", staging / "conmon/usr/bin/conmon")
+    path = built(world)
+    install = member_text(path, "install")
+    assert "  sudo apt-get install libc6 libglib2.0-0t64" in install and "libglib2.0-0 " not in install
+    assert re.search(r'^LIBRARIES=".*\blibglib-2\.0\.so\.0\b', install, re.M)
+    assert "(Debian packages: libc6 libglib2.0-0t64)" in member_text(path, "README.md")
 
 
 # --------------------------------------------------------------------------- refusals
