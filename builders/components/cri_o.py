@@ -37,16 +37,27 @@ class Era:
     cni_configs: tuple[str, ...]  # from contrib/cni, installed to /etc/cni/net.d
     runtimes: tuple[str, ...]  # OCI runtimes crio.conf names; the first is the default, as upstream's
     monitor_path: bool  # [crio.runtime.runtimes.*] monitor_path (1.24+) instead of [crio.runtime] conmon
+    # Build tags added to the recipe's: the switch the vendored containerd has for its Go plugin loader.
+    # On amd64 only, containerd/plugin imports Go's `plugin` package, which makes the linker keep every
+    # exported method and export all of crio's symbols (177,565 of them: 67 MB against 46 MB on arm64).
+    # crio never loads a containerd plugin (it calls no plugin.Load). Upstream's release build (nix/derivation.nix)
+    # links crio fully static, where nothing is exported dynamically; ours links the target's libraries.
+    plugin_tags: tuple[str, ...]
 
 
 # Read from each minor's newest tag (and release-1.37). The bridge config: 11-crio-ipv4-bridge from 1.19
 # (IPv4 only, and it sorts after the 10-*.conflist of flannel, calico or weave, which then win).
 ERAS = Eras(
-    Era(cni_configs=("10-crio-bridge.conf", "99-loopback.conf"), runtimes=("runc",), monitor_path=False),
+    Era(cni_configs=("10-crio-bridge.conf", "99-loopback.conf"), runtimes=("runc",), monitor_path=False, plugin_tags=()),
     ("1.19", {"cni_configs": ("11-crio-ipv4-bridge.conf", "99-loopback.conf")}),
     ("1.24", {"monitor_path": True}),
+    # containerd/plugin is vendored from 1.25.0: `static_build` is its only switch until no_dynamic_plugins
+    # (vendored from 1.33.0, containerd 1.7.27). static_build also picks the static devicemapper wrapper of
+    # containers/storage in 1.25-1.30, which the recipes' exclude_graphdriver_devicemapper leaves out.
+    ("1.25", {"plugin_tags": ("static_build",)}),
     ("1.26", {"cni_configs": ("11-crio-ipv4-bridge.conflist", "99-loopback.conflist")}),
     ("1.31", {"runtimes": ("crun", "runc")}),  # crun is the default since cri-o commit 5e21d495
+    ("1.33", {"plugin_tags": ("no_dynamic_plugins",)}),
 )
 
 
@@ -83,7 +94,7 @@ class CriO(Upstream):
         install_vars = [f"DESTDIR={OUT}", f"PREFIX={OUT}/usr", f"ETCDIR={OUT}/etc"]
         configs = " ".join(f"contrib/cni/{name}" for name in era.cni_configs)
         return [
-            make("binaries", f"BUILDTAGS={' '.join(pin.buildtags)}"),
+            make("binaries", f"BUILDTAGS={' '.join(build_tags(pin))}"),
             write_file(f"{DROP_IN_BUILD_DIR}/10-crio.conf", drop_in(recipe, pin)),
             # crio.conf: what this crio makes of upstream's defaults and our drop-in (which it so validates).
             # `-d` again, not --config-dir: urfave/cli refuses two names of one flag, and the Makefile passes -d "".
@@ -148,6 +159,11 @@ class CriO(Upstream):
     def maintainer_scripts(self, recipe: Recipe) -> dict[str, str]:
         subids = SUBIDS.format(names=" ".join(recipe.subid_ranges)) if recipe.subid_ranges else ""
         return {"postinst": POSTINST.format(version=recipe.crio.version, script=KERNEL_CHECK_PATH, subids=subids)}
+
+
+def build_tags(pin: Component) -> list[str]:
+    """The recipe's build tags, then the era's plugin_tags it does not already list."""
+    return [*pin.buildtags, *(tag for tag in ERAS.at(pin.version).plugin_tags if tag not in pin.buildtags)]
 
 
 def runtimes(recipe: Recipe) -> list[Runtime]:

@@ -47,6 +47,25 @@ def test_cri_o_eras_follow_the_releases(minor: int, cni: tuple, runtimes: tuple,
     assert (era.cni_configs, era.runtimes, era.monitor_path) == (cni, runtimes, monitor_path)
 
 
+@pytest.mark.parametrize("minor, added", [
+    (18, ""), (24, ""),  # no containerd/plugin vendored yet
+    (25, "static_build"), (30, "static_build"), (32, "static_build"),  # containerd before no_dynamic_plugins
+    (33, "no_dynamic_plugins"), (36, "no_dynamic_plugins"), (37, "no_dynamic_plugins"),
+])  # fmt: skip
+def test_cri_o_builds_without_containerds_go_plugin_loader_where_it_is_vendored(minor: int, added: str) -> None:
+    r = recipe(minor)
+    make_binaries = upstream("cri-o").steps(r, r.crio)[0].argv
+    assert make_binaries[:2] == ["make", "binaries"]
+    tags = make_binaries[2].removeprefix("BUILDTAGS=").split()
+    assert tags == [*r.crio.buildtags, *added.split()]  # the recipe's own tags first, as it lists them
+
+
+def test_a_recipe_that_lists_the_plugin_tag_itself_gets_it_once() -> None:
+    r = recipe(36)
+    pin = replace(r.crio, buildtags=("seccomp", "no_dynamic_plugins"))
+    assert cri_o.build_tags(pin) == ["seccomp", "no_dynamic_plugins"]
+
+
 @pytest.mark.parametrize("version, output", [
     ("1.18.0", "_output"), ("1.20.0", "_output"), ("1.21.0", "build/bin"), ("1.26.0", "build/bin"),
     ("1.27.0", "build/bin/linux/arm64"), ("1.36.0", "build/bin/linux/arm64"),
