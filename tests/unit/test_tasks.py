@@ -61,6 +61,17 @@ def test_crio_conf_settings_rebuild_cri_o_only() -> None:
     assert cgroupfs.fingerprint("conmon", Arch.arm64) == RECIPE.fingerprint("conmon", Arch.arm64)
 
 
+def test_a_change_to_what_a_component_module_runs_builds_that_component_again(tmp_path: Path, monkeypatch) -> None:
+    from builders.components import cri_o
+
+    def compared(component: str) -> dict:
+        return compile_task(RECIPE, component, settings(tmp_path))["uptodate"][0].config
+
+    before = {c: compared(c) for c in COMPONENTS}
+    monkeypatch.setattr(cri_o, "build_tags", lambda pin: [*pin.buildtags, "no_dynamic_plugins"])  # as a new era's tag does
+    assert {c: compared(c) != before[c] for c in COMPONENTS} == {c: c == "cri-o" for c in COMPONENTS}
+
+
 def test_build_ends_with_the_checksums(tmp_path: Path) -> None:
     assert build_task(RECIPE, settings(tmp_path))["task_dep"] == ["sums:crio-1.18"]
 
