@@ -82,16 +82,24 @@ def signed_files(directory: Path) -> list[Path]:
 
 def sign_artifacts(directory: Path, env: Mapping[str, str] | None = None) -> list[Path]:
     """<file>.asc beside each of signed_files, by CRIOBUILD_GPG_KEY; nothing without a key."""
+    return sign_files(signed_files(directory), f"sign the artifacts in {directory}", env)
+
+
+def sign_file(path: Path, env: Mapping[str, str] | None = None) -> Path | None:
+    """<path>.asc by CRIOBUILD_GPG_KEY; None without a key."""
+    return next(iter(sign_files([path], f"sign {path}", env)), None)
+
+
+def sign_files(paths: list[Path], what: str, env: Mapping[str, str] | None = None) -> list[Path]:
     from .apt_repo import resolve_key, run_gpg
 
     env = os.environ if env is None else env
     key_id = env.get("CRIOBUILD_GPG_KEY", "").strip()
     if not key_id:
         return []
-    what = f"sign the artifacts in {directory}"
     fingerprint = resolve_key(key_id, what)
     signatures = []
-    for path in signed_files(directory):
+    for path in paths:
         signature = path.with_name(path.name + ".asc")
         fd, partial = temp_file(signature.parent, signature.name)
         os.close(fd)
@@ -108,7 +116,7 @@ def sign_task(recipes: list[Any], settings: Any) -> dict[str, Any]:
     from .tasks import as_action
 
     return {
-        "doc": "sign every built recipe's SHA256SUMS, SBOMs and provenance with CRIOBUILD_GPG_KEY (`doit build` signs when it is set)",
+        "doc": "sign every built recipe's SHA256SUMS, SBOMs, provenance and pod report with CRIOBUILD_GPG_KEY (`doit build` signs when it is set)",
         "actions": [(as_action(sign_built), [recipes, settings])],
         "uptodate": [False],
         "verbosity": 2,
@@ -124,6 +132,9 @@ def sign_built(recipes: list[Any], settings: Any) -> None:
         raise PackageError(f"cannot sign because no recipe in {settings.artifacts} has a SHA256SUMS", hint="build one first: `doit build:<recipe>`")
     if not os.environ.get("CRIOBUILD_GPG_KEY", "").strip():
         raise PackageError("cannot sign because no key was given", hint="set CRIOBUILD_GPG_KEY to the fingerprint of a secret key in your keyring (`gpg --list-secret-keys`)")
+    from .pod_report import report_path
+
     for directory in built:
-        for signature in sign_artifacts(directory):
+        report = [report_path(directory)] if report_path(directory).is_file() else []  # `doit pod`'s, if it ran
+        for signature in sign_artifacts(directory) + sign_files(report, f"sign {directory / 'pod-report.json'}"):
             print(f"signed: {directory / signature.name}")

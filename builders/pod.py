@@ -33,7 +33,7 @@ from .lifecycle import temporary_dir
 from .recipe import Recipe
 from .settings import Settings
 from .deb import built_debs
-from .tarball import write_sums_and_manifest
+from .pod_report import write_report
 from .view import say
 
 DATA = Path(__file__).with_name("data") / "pod"
@@ -150,9 +150,8 @@ def run_pod_test(recipe: Recipe, settings: Settings, what: str, boot: Callable[.
             runs.append(run_pod(node, what, default_runtime(recipe)))
             switch_cgroup_manager(node, recipe.cgroup_manager, what)
             critest = run_critest(node, what) if critest_too else NO_CRITEST  # last: its failing specs may leave pods behind
-    out = settings.artifacts / recipe.name / "pod-report.json"
     report = {"recipe": recipe.name, "target": recipe.target.name, "runs": runs, "critest": critest, "subids": subids}
-    out.write_text(json.dumps(report, indent=2) + "\n")
+    written = write_report(settings.artifacts / recipe.name, report, debs)  # beside SHA256SUMS, which it leaves as it is
     for run in runs:
         say(f"{what}: with cgroup_manager {run['cgroup_manager']}, pod {run['pod_ip']} ran 2 containers on {recipe.target.distro} "
               f"{recipe.target.suite} {recipe.target.arch} under crio {run['crio_version']} ({run['runtime']}); nothing left after rmp")  # fmt: skip
@@ -161,8 +160,7 @@ def run_pod_test(recipe: Recipe, settings: Settings, what: str, boot: Callable[.
     else:
         say(f"{what}: critest {critest['passed']} passed, {critest['failed']} failed, {critest['skipped']} skipped, "
               f"{critest['needs_internet']} needing images from the internet, of {critest['specs']} specs")  # fmt: skip
-    say(f"{what}: report {out}")
-    write_sums_and_manifest(recipe, settings)  # manifest.json records what the pod test saw
+    say(f"{what}: report {' and '.join(str(p) for p in written)}")
 
 
 @contextmanager

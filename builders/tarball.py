@@ -36,11 +36,13 @@ from . import elf
 from .build import read_staged
 from .deb import drop_other_versions
 from .errors import PackageError
+from .pod_report import REPORT, drop_if_stale
 from .components import upstream
 from .recipe import Recipe
-from .attest import PROVENANCE, provenance_text, sign_artifacts
+from .attest import PROVENANCE, provenance_text, sign_artifacts, signed_files
 from .sbom import SBOM_CODE, sbom_path, write_tarball_sbom
 from .lifecycle import temp_file, write_atomically
+from .view import say
 from .settings import Settings
 
 TOP = "cri-o"
@@ -406,6 +408,7 @@ def docker_images(names: list[str]) -> dict[str, dict[str, Any]]:
 def write_sums_and_manifest(recipe: Recipe, settings: Settings, lookup_images: Any = docker_images) -> None:
     """manifest.json (what went in), the provenance, SHA256SUMS (over every artifact, the manifest and the
     provenance), atomically; then, with CRIOBUILD_GPG_KEY, a detached signature of each (attest.signed_files).
+    The pod test's report is no part of them: it stays, unless the artifacts it tested changed (pod_report).
 
     lookup_images(names) -> {name: {"name", "id", "repo_digests"}}: the Docker engine's answer by default.
     """
@@ -415,10 +418,10 @@ def write_sums_and_manifest(recipe: Recipe, settings: Settings, lookup_images: A
         raise PackageError(f"cannot write SHA256SUMS for {recipe.name} because {directory} has no .deb or .tar.gz", hint=f"run `doit build:{recipe.name}`")
     images = lookup_images(image_names(recipe, settings))
     manifest = build_manifest(recipe, settings, artifacts, images)
-    if (directory / "pod-report.json").is_file():  # `doit pod` ran on these very packages: what it saw
-        manifest["pod_test"] = pod_summary(json.loads((directory / "pod-report.json").read_text()))
-    for stale in directory.glob("*.asc"):  # signatures of what is rewritten now
-        stale.unlink()
+    for stale in signed_files(directory):  # signatures of what is rewritten now (the pod report's is its own)
+        stale.with_name(stale.name + ".asc").unlink(missing_ok=True)
+    if why := drop_if_stale(directory):
+        say(f"{directory / REPORT}: dropped because {why}; `doit pod:{recipe.name}` tests these packages")
     write_atomically(directory / "manifest.json", json.dumps(manifest, indent=2) + "\n")
     subjects = {p.name: sha256_file(p) for p in [*artifacts, directory / "manifest.json"]}
     write_atomically(directory / PROVENANCE, provenance_text(manifest, subjects))
@@ -427,14 +430,6 @@ def write_sums_and_manifest(recipe: Recipe, settings: Settings, lookup_images: A
     print(f"{directory}/SHA256SUMS: {len(lines)} files")
     for signature in sign_artifacts(directory):
         print(f"signed: {signature.name}")
-
-
-def pod_summary(report: dict[str, Any]) -> dict[str, Any]:
-    critest = report.get("critest", {})
-    return {
-        "runs": [{k: run[k] for k in ("crio_version", "cgroup_manager", "runtime", "pod_ip")} for run in report.get("runs", [])],
-        "critest": {k: critest.get(k) for k in ("specs", "passed", "failed", "skipped", "needs_internet")},
-    }
 
 
 # --------------------------------------------------------------------------- doit tasks

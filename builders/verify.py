@@ -2,7 +2,8 @@
 
 Every sum in SHA256SUMS, no artifact left out of it; with a public key, every detached signature (gpgv); the
 provenance's subjects are exactly the artifacts; each SBOM names its artifact's sha256, and each program in
-an artifact embeds exactly the Go modules its SBOM lists. Every problem is named with its file.
+an artifact embeds exactly the Go modules its SBOM lists; the pod test's report, when there is one, names
+these very packages (and is signed like the rest). Every problem is named with its file.
 """
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ from doit.exceptions import TaskFailed
 from .attest import PROVENANCE, signed_files
 from .errors import BuildError
 from .gobuildinfo import is_go_program
+from .pod_report import REPORT, report_path, stale_because
 from .recipe import Recipe
 from .sbom import deb_files, sbom_path, tarball_files
 from .settings import Settings
@@ -59,6 +61,7 @@ def check_all(directory: Path, key: Path | None) -> list[str]:
     report += check_signatures(directory, key) if key else ["- signatures: not checked (give --key <the signer's public key>)"]
     report += check_provenance(directory, listed)
     report += check_sboms(directory, listed)
+    report += check_pod_report(directory)
     return report
 
 
@@ -90,16 +93,29 @@ def check_signatures(directory: Path, key: Path) -> list[str]:
     with tempfile.TemporaryDirectory(prefix="criobuild-verify-") as tmp:
         keyring = keyring_of(key, Path(tmp))
         report = []
-        for path in signed_files(directory):
+        for path in signed_files(directory) + pod_reports(directory):
             signature = path.with_name(path.name + ".asc")
             if not signature.is_file():
-                report.append(f"✗ {signature.name}: missing (each of SHA256SUMS, the SBOMs and the provenance is signed)")
+                report.append(f"✗ {signature.name}: missing (each of SHA256SUMS, the SBOMs, the provenance and the pod report is signed)")
                 continue
             result = subprocess.run(["gpgv", "--keyring", str(keyring), str(signature), str(path)], capture_output=True, text=True)
             if result.returncode != 0:
                 said = " ".join(line.removeprefix("gpgv: ") for line in result.stderr.strip().splitlines()[-2:])
                 report.append(f"✗ {path.name}: its signature {signature.name} does not verify with {key}: gpgv says {said}")
-    return report or [f"✓ {len(signed_files(directory))} signatures good by the key in {key}"]
+    return report or [f"✓ {len(signed_files(directory) + pod_reports(directory))} signatures good by the key in {key}"]
+
+
+def pod_reports(directory: Path) -> list[Path]:
+    return [report_path(directory)] if report_path(directory).is_file() else []
+
+
+def check_pod_report(directory: Path) -> list[str]:
+    """The pod test's report, if `doit pod` ran: it must name these very packages (a rebuild drops it otherwise)."""
+    if not pod_reports(directory):
+        return [f"- {REPORT}: none (`doit pod` was not run on these packages)"]
+    if why := stale_because(directory):
+        return [f"✗ {REPORT}: does not speak for these packages because {why}"]
+    return [f"✓ {REPORT} names these very packages by sha256"]
 
 
 def keyring_of(key: Path, tmp: Path) -> Path:

@@ -437,21 +437,6 @@ def test_sha256sums_checks_with_sha256sum_and_is_stable(world) -> None:
     assert (path.parent / "SHA256SUMS").read_text() == sums
 
 
-def test_the_manifest_records_what_the_pod_test_saw_of_these_packages(world) -> None:
-    recipe, settings = world
-    path = built(world)
-    tarball.write_sums_and_manifest(recipe, settings, lookup_images=fake_images)
-    assert "pod_test" not in json.loads((path.parent / "manifest.json").read_text())
-    report = {"runs": [{"crio_version": "1.18.1", "cgroup_manager": "systemd", "runtime": "runc", "pod_ip": "10.85.0.2", "logs": "x"}],
-              "critest": {"specs": 80, "passed": 50, "failed": 4, "skipped": 7, "needs_internet": 19, "failures": {}}}  # fmt: skip
-    (path.parent / "pod-report.json").write_text(json.dumps(report))
-    tarball.write_sums_and_manifest(recipe, settings, lookup_images=fake_images)
-    manifest = json.loads((path.parent / "manifest.json").read_text())
-    assert manifest["pod_test"]["critest"] == {"specs": 80, "passed": 50, "failed": 4, "skipped": 7, "needs_internet": 19}
-    assert manifest["pod_test"]["runs"] == [{"crio_version": "1.18.1", "cgroup_manager": "systemd", "runtime": "runc", "pod_ip": "10.85.0.2"}]
-    subprocess.run(["sha256sum", "--strict", "-c", "SHA256SUMS"], cwd=path.parent, check=True, capture_output=True)
-
-
 def test_sums_without_artifacts_is_a_user_error(world) -> None:
     recipe, settings = world
     with pytest.raises(PackageError, match="has no .deb or .tar.gz"):
