@@ -21,6 +21,7 @@ import json
 import re
 import tarfile
 import time
+import uuid
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Callable, Iterator
@@ -145,9 +146,9 @@ def run_pod_test(recipe: Recipe, settings: Settings, what: str, boot: Callable[.
         with boot(client, recipe, settings, base, inputs, debs, what, owner) as node:
             load_images(node, recipe, what)
             subids = {f: node.output(["cat", f"/etc/{f}"]).splitlines() for f in ("subuid", "subgid")} if recipe.subid_ranges else {}
-            runs = [run_pod(node, what, default_runtime(recipe))]
+            runs = [run_pod(node, what, default_runtime(recipe), recipe.cgroup_manager)]
             switch_cgroup_manager(node, other_manager(recipe.cgroup_manager), what)
-            runs.append(run_pod(node, what, default_runtime(recipe)))
+            runs.append(run_pod(node, what, default_runtime(recipe), other_manager(recipe.cgroup_manager)))
             switch_cgroup_manager(node, recipe.cgroup_manager, what)
             critest = run_critest(node, what) if critest_too else NO_CRITEST  # last: its failing specs may leave pods behind
     report = {"recipe": recipe.name, "target": recipe.target.name, "runs": runs, "critest": critest, "subids": subids}
@@ -412,29 +413,42 @@ def storage(node: Container) -> str:
     return f"containers-storage:[{driver}@{config.get('root', '/var/lib/containers/storage')}+{config.get('runroot', '/run/containers/storage')}]"
 
 
-def pod_files() -> dict[str, dict[str, Any]]:
-    """crictl's pod and container configs: a web server and a client that fetches from it over the pod's localhost."""
-    pod = {"metadata": {"name": "criobuild", "namespace": "default", "uid": "criobuild-pod", "attempt": 0}, "log_directory": "/tmp/criobuild-pod", "linux": {}}
-    serve = "mkdir -p /www && echo criobuild-web > /www/index.html && echo 'web: serving /www on 8080' && exec httpd -f -p 8080 -h /www"
+def pod_files(run: str) -> dict[str, dict[str, Any]]:
+    """crictl's pod and container configs: a web server and a client that fetches from it over the pod's localhost.
+    Each run is a pod of its own, as the kubelet makes them: its own name, uid and log directory, so no
+    run reads what another's containers wrote."""
+    uid = f"criobuild-{run}-{uuid.uuid4()}"
+    pod = {"metadata": {"name": f"criobuild-{run}", "namespace": "default", "uid": uid, "attempt": 0}, "log_directory": f"/tmp/criobuild-pods/{uid}", "linux": {}}
+    serve = f"mkdir -p /www && echo criobuild-web > /www/index.html && echo '{WEB_SAYS}' && exec httpd -f -p 8080 -h /www"
     web = {"metadata": {"name": "web"}, "image": {"image": BUSYBOX}, "command": ["/bin/sh", "-c", serve], "log_path": "web.log", "linux": {}}
     client = {"metadata": {"name": "client"}, "image": {"image": BUSYBOX}, "command": ["/bin/sleep", "3600"], "log_path": "client.log", "linux": {}}
     return {"pod.json": pod, "web.json": web, "client.json": client}
 
 
-def run_pod(node: Container, what: str, default: str) -> dict[str, Any]:
-    """One pod through its life; what crictl showed of it. default: the runtime crio uses unless configured otherwise."""
-    for name, content in pod_files().items():
-        node.call(["sh", "-c", f"mkdir -p /criobuild/pod && cat > /criobuild/pod/{name} <<'EOF'\n{json.dumps(content)}\nEOF"])
+WEB_SAYS = "web: serving /www on 8080"  # the one line the web container prints
+
+
+def printed_once(logs: str, line: str) -> bool:
+    """The container's log (as `crictl logs` shows it) holds that line once: a second would be another container's."""
+    return logs.splitlines().count(line) == 1
+
+
+def run_pod(node: Container, what: str, default: str, run: str) -> dict[str, Any]:
+    """One pod through its life; what crictl showed of it. default: the runtime crio uses unless configured
+    otherwise; run: what tells this pod from the others of the test (its name, uid and log directory)."""
+    files = f"/criobuild/pods/{run}"
+    for name, content in pod_files(run).items():
+        node.call(["sh", "-c", f"mkdir -p {files} && cat > {files}/{name} <<'EOF'\n{json.dumps(content)}\nEOF"])
     before = pod_state(node, what)
-    pod = crictl(node, what, "runp", "/criobuild/pod/pod.json")
-    web = crictl(node, what, "create", pod, "/criobuild/pod/web.json", "/criobuild/pod/pod.json")
+    pod = crictl(node, what, "runp", f"{files}/pod.json")
+    web = crictl(node, what, "create", pod, f"{files}/web.json", f"{files}/pod.json")
     crictl(node, what, "start", web)
-    client = crictl(node, what, "create", pod, "/criobuild/pod/client.json", "/criobuild/pod/pod.json")
+    client = crictl(node, what, "create", pod, f"{files}/client.json", f"{files}/pod.json")
     crictl(node, what, "start", client)
     fetched = retry(lambda: crictl(node, what, "exec", client, "wget", "-qO-", "http://127.0.0.1:8080/"), what)
     expect(fetched == "criobuild-web", what, f"the client fetched {fetched!r} from the web container over localhost, not 'criobuild-web'")
     logs = crictl(node, what, "logs", web)
-    expect("web: serving /www on 8080" in logs, what, f"`crictl logs` does not show what the web container printed: {logs!r}")
+    expect(printed_once(logs, WEB_SAYS), what, f"`crictl logs` does not show the one line this pod's web container printed, {WEB_SAYS!r}: {logs!r}")
     ip = pod_ip(crictl(node, what, "inspectp", "-o", "json", pod))
     subnet = bridge_subnet(node)
     expect(ip in subnet, what, f"the pod's address {ip} is not in the bridge network {subnet}")

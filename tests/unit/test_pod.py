@@ -79,9 +79,29 @@ def test_the_bridge_subnet_is_read_from_a_conflist_and_from_an_old_conf(config: 
 
 
 def test_the_pod_uses_the_recipes_pause_image_only_through_crio_and_local_images_for_its_containers() -> None:
-    files = pod.pod_files()
+    files = pod.pod_files("systemd")
     assert {c["image"]["image"] for n, c in files.items() if n != "pod.json"} == {pod.BUSYBOX}
     assert "httpd" in files["web.json"]["command"][-1] and files["pod.json"]["metadata"]["uid"]
+    assert f"echo '{pod.WEB_SAYS}'" in files["web.json"]["command"][-1]
+
+
+def test_each_run_is_a_pod_of_its_own_with_its_own_log_directory() -> None:
+    pods = [pod.pod_files(run)["pod.json"] for run in ("systemd", "cgroupfs", "systemd")]
+    uids = [p["metadata"]["uid"] for p in pods]
+    assert len(set(uids)) == 3  # a run again with the same cgroup manager is still another pod
+    assert [p["log_directory"] for p in pods] == [f"/tmp/criobuild-pods/{uid}" for uid in uids]
+    assert [p["metadata"]["name"] for p in pods] == ["criobuild-systemd", "criobuild-cgroupfs", "criobuild-systemd"]
+
+
+@pytest.mark.parametrize("logs, ok", [
+    (pod.WEB_SAYS, True),
+    (f"{pod.WEB_SAYS}\n", True),
+    (f"{pod.WEB_SAYS}\n{pod.WEB_SAYS}\n", False),  # a second line is another container's (what a shared log directory showed)
+    ("", False),
+    (f"not {pod.WEB_SAYS}", False),
+])  # fmt: skip
+def test_the_log_check_wants_the_web_containers_line_exactly_once(logs: str, ok: bool) -> None:
+    assert pod.printed_once(logs, pod.WEB_SAYS) == ok
 
 
 # Shaped as ginkgo v2 (critest 1.25+) and ginkgo v1 (before) write JUnit: v1 puts file:line in the message.
