@@ -123,18 +123,32 @@ failed to pull image: rpc error: code = Unknown desc = error pinging docker regi
 <testcase name="[k8s.io] Container runtime should support execSync" classname="CRI validation" time="0.2">
 <failure type="Failure" message="github.com/kubernetes-sigs/cri-tools/pkg/validate/container.go:232">github.com/kubernetes-sigs/cri-tools/pkg/validate/container.go:232
 Expected &lt;string&gt;: sh: pgrep: not found</failure></testcase>
+<testcase name="[k8s.io] Security Context runtime should support MaskedPaths" classname="CRI validation" time="0.2">
+<failure type="Failure" message="github.com/kubernetes-sigs/cri-tools/pkg/validate/security_context_linux.go:624">github.com/kubernetes-sigs/cri-tools/pkg/validate/security_context_linux.go:624
+Expected
+    &lt;string&gt;: 
+to equal
+    &lt;string&gt;: /bin/sh: ls: Permission denied</failure></testcase>
 </testsuite>"""
 
 
-def test_critest_counts_from_ginkgo_v2_junit_set_the_internet_apart() -> None:
+def test_critest_counts_from_ginkgo_v2_junit_set_the_internet_and_the_image_apart() -> None:
     counts = pod.critest_counts(JUNIT_V2)
-    assert (counts["specs"], counts["passed"], counts["failed"], counts["skipped"], counts["needs_internet"]) == (4, 1, 1, 1, 1)
+    assert (counts["specs"], counts["passed"], counts["failed"], counts["skipped"], counts["needs_internet"], counts["needs_image"]) == (4, 1, 0, 1, 1, 1)
     assert list(counts["internet"].values()) == ["gcr.io/k8s-staging-cri-tools/test-image-tag:test"]
-    assert counts["failures"] == {"[k8s.io] Security Context runtime should support HostIpc": 'failed to execSync in container "0e26"'}
+    assert counts["image"] == {"[k8s.io] Security Context runtime should support HostIpc": "ipcs"}
+    assert counts["failures"] == {}
 
 
 def test_critest_counts_from_ginkgo_v1_junit_read_what_went_wrong_from_the_text() -> None:
     counts = pod.critest_counts(JUNIT_V1)
-    assert (counts["specs"], counts["passed"], counts["failed"], counts["needs_internet"]) == (2, 0, 1, 1)
+    assert (counts["specs"], counts["passed"], counts["failed"], counts["needs_internet"], counts["needs_image"]) == (3, 0, 1, 1, 1)
     assert list(counts["internet"].values()) == ["gcr.io"]
-    assert list(counts["failures"].values()) == ["Expected <string>: sh: pgrep: not found"]
+    assert counts["image"] == {"[k8s.io] Container runtime should support execSync": "pgrep"}
+    assert list(counts["failures"].values()) == ["Expected"]  # not one the image's programs explain: a failure
+
+
+def test_the_stand_in_image_carries_every_program_critest_runs_and_a_sh_that_runs_them_from_path() -> None:
+    assert "busybox-static" not in pod.IMAGE_PACKAGES  # its sh runs its own ls, never a masked /bin/ls
+    assert set(pod.IMAGE_PROGRAMS) == {"pgrep", "ipcs"}  # critest's HostPID (pgrep) and HostIpc (ipcs -m) specs
+    assert {"procps", "util-linux", "busybox"} <= set(pod.IMAGE_PACKAGES)
