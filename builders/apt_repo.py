@@ -41,8 +41,6 @@ ORIGIN = "criobuild"
 KEYRING = "criobuild-archive-keyring.gpg"
 KEYRING_ASC = "criobuild-archive-keyring.asc"
 TOOLS = {"apt-ftparchive": "apt-utils", "gpg": "gnupg", "gpgv": "gpgv", "dpkg-deb": "dpkg"}
-# The packages the README's apt preference prefers from this repository over the distribution's.
-PINNED = ("cri-o", "cri-o-runc", "cri-o-crun", "conmon", "containernetworking-plugins", "cri-tools")
 # What apt takes as a component: one word of letters, digits and . + _ - (no spaces, no slashes).
 COMPONENT_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9.+_-]*$")
 
@@ -365,8 +363,7 @@ def print_usage(out: Path, recipes: list[Recipe]) -> None:
         print(f"On a {suite} Pi, for {components[-1]} (another minor: its component in place of {components[-1]}):")
         for line in pi_owner_lines(url, suite, components[-1]):
             print(f"  {line}")
-    print("To prefer this repository's runtimes, conmon, CNI plugins and crictl over the distribution's:")
-    print(f"  {pin_line()}")
+    print("No apt preference is needed: cri-o depends on this repository's runtimes, conmon and CNI plugins by names of their own.")
 
 
 def pi_owner_lines(url: str, suite: str, component: str) -> list[str]:
@@ -376,11 +373,6 @@ def pi_owner_lines(url: str, suite: str, component: str) -> list[str]:
         f'echo "deb [signed-by=/etc/apt/keyrings/criobuild.gpg] {url} {suite} {component}" | sudo tee /etc/apt/sources.list.d/criobuild.list',
         "sudo apt-get update && sudo apt-get install cri-o",
     ]
-
-
-def pin_line() -> str:
-    """The apt preference (the README shows the same line): this origin's packages over the distribution's newer ones."""
-    return f"printf 'Package: {' '.join(PINNED)}\\nPin: release o={ORIGIN}\\nPin-Priority: 1001\\n' | sudo tee /etc/apt/preferences.d/criobuild"
 
 
 # -- helpers -------------------------------------------------------------------------------------------

@@ -91,7 +91,7 @@ def control_text(recipe: Recipe, component: str, links_libraries: bool = True) -
         f"Architecture: {recipe.target.arch.to_deb()}",
         f"Depends: {', '.join(depends)}",
     ]
-    lines += [f"{field}: {', '.join(relations[field])}" for field in ("Recommends", "Provides") if field in relations]
+    lines += [f"{field}: {', '.join(relations[field])}" for field in ("Recommends", "Provides", "Conflicts", "Replaces") if field in relations]
     lines.append(f"Description: {info.synopsis}")
     lines += description_lines(info.description)
     return "\n".join(lines) + "\n"
@@ -330,7 +330,8 @@ def package_deb(recipe: Recipe, component: str, settings: Settings) -> None:
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     write_deb_sbom(recipe, component, target, manifest)
-    drop_other_versions(target, f"{package_name(component)}_*_{recipe.target.arch.to_deb()}.deb")
+    for name in (package_name(component), *upstream(component).package.former_names):  # a renamed package's old .debs too
+        drop_other_versions(target, f"{name}_*_{recipe.target.arch.to_deb()}.deb")
 
 
 def package_sources(component: str) -> list[Path]:

@@ -51,6 +51,7 @@ class Package:
     since: int  # the year upstream's copyright starts
     synopsis: str
     description: str  # the long description, plain paragraphs separated by blank lines
+    former_names: tuple[str, ...] = ()  # what earlier criobuilds called this package: their .debs are superseded
 
 
 @dataclass(frozen=True)
@@ -69,6 +70,14 @@ class Runtime:
     name: str  # crio.conf's runtime handler name
     path: str  # where its package installs it
     root: str  # its state directory
+
+
+def stands_in_for(debian: str) -> dict[str, list[str]]:
+    """Relations of a package of ours that takes the place of the distribution's package `debian` (the same
+    files, under a name of our own): apt installs ours because cri-o depends on that name, which the
+    distribution does not have, however new its own package is; whatever depends on the distribution's
+    name (podman on conmon) takes ours for it. As containerd.io does for containerd and runc."""
+    return {"Provides": [f"{debian} (= ${{binary:Version}})"], "Conflicts": [debian], "Replaces": [debian]}
 
 
 E = TypeVar("E")

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from .base import CNI_DIR, OUT, License, Package, Step, Upstream, sh
+from .base import CNI_DIR, OUT, License, Package, Step, Upstream, sh, stands_in_for
 
 if TYPE_CHECKING:
     from ..recipe import Component, Recipe
@@ -14,12 +14,16 @@ VERSION_VARIABLE = "github.com/containernetworking/plugins/pkg/utils/buildversio
 class CniPlugins(Upstream):
     name = "cni-plugins"
     package = Package(
-        "containernetworking-plugins", "admin", "https://github.com/containernetworking/plugins", "The CNI Authors", 2015,
-        "standard Container Network Interface plugins",
+        "cri-o-cni-plugins", "admin", "https://github.com/containernetworking/plugins", "The CNI Authors", 2015,
+        "Container Network Interface plugins, the version CRI-O was tested with",
         "Reference plugins of the Container Network Interface (CNI) project: interface plugins such as "
         "bridge, loopback, ptp, macvlan and host-device, IP address management plugins such as host-local, "
         "dhcp and static, and chained plugins such as portmap, bandwidth, firewall and tuning.\n\n"
-        "The plugins are installed in /usr/lib/cni, where Debian keeps them.",
+        "The plugins are installed in /usr/lib/cni, where Debian keeps them. These are the plugins this "
+        "CRI-O release was built and tested with. They take the place of the distribution's "
+        "containernetworking-plugins package (same files, which they provide, conflict with and "
+        "replace), so apt keeps them even where the distribution's are newer.",
+        former_names=("containernetworking-plugins",),
     )  # fmt: skip
     licenses = (License("Apache-2.0", "LICENSE"),)
 
@@ -32,7 +36,8 @@ class CniPlugins(Upstream):
     def relations(self, recipe: Recipe) -> dict[str, list[str]]:
         # Like Debian's own containernetworking-plugins: portmap and friends run iptables, and
         # golang-github-containers-common (policy.json, recommended by cri-o) asks for a network stack.
-        return {"Depends": ["iptables"], "Provides": ["container-network-stack (= 1)"]}
+        debian = stands_in_for("containernetworking-plugins")
+        return debian | {"Depends": ["iptables"], "Provides": [*debian["Provides"], "container-network-stack (= 1)"]}
 
 
 UPSTREAM = CniPlugins()

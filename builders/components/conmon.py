@@ -4,12 +4,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from .base import OUT, Eras, License, Package, Step, Upstream, help2man, make, sh
+from .base import OUT, Eras, License, Package, Step, Upstream, help2man, make, sh, stands_in_for
 
 if TYPE_CHECKING:
     from ..recipe import Component, Recipe
 
-PATH = "/usr/bin/conmon"  # Debian's conmon puts it there too: ours is a version of that package
+PATH = "/usr/bin/conmon"  # where Debian's conmon puts it too: ours stands in for that package (relations())
 
 
 @dataclass(frozen=True)
@@ -23,17 +23,24 @@ ERAS = Eras(Era(man_page=False), ("2.0.22", {"man_page": True}))
 class Conmon(Upstream):
     name = "conmon"
     package = Package(
-        "conmon", "admin", "https://github.com/containers/conmon", "The conmon Authors", 2016,
-        "OCI container runtime monitor",
+        "cri-o-conmon", "admin", "https://github.com/containers/conmon", "The conmon Authors", 2016,
+        "OCI container runtime monitor, the version CRI-O was tested with",
         "conmon is a small monitoring program that sits between a container manager, such as CRI-O or "
         "Podman, and an OCI runtime, such as runc. It holds the container's terminal and standard streams, "
-        "writes its log and records its exit code.",
+        "writes its log and records its exit code.\n\n"
+        "This is the conmon this CRI-O release was built and tested with. It takes the place of the "
+        "distribution's conmon package (same files, which it provides, conflicts with and replaces), so "
+        "apt keeps it even where the distribution's is newer.",
+        former_names=("conmon",),
     )  # fmt: skip
     licenses = (License("Apache-2.0", "LICENSE"),)
     version_command = ("conmon", "--version")
 
     def build_packages(self, pin: Component) -> tuple[str, ...]:
         return ("libglib2.0-dev", "libsystemd-dev", "libseccomp-dev", "go-md2man", "help2man")
+
+    def relations(self, recipe: Recipe) -> dict[str, list[str]]:
+        return stands_in_for("conmon")
 
     def steps(self, recipe: Recipe, pin: Component) -> list[Step]:
         install = [make(), sh(f"install -D -m 755 bin/conmon {OUT}{PATH}")]

@@ -117,7 +117,9 @@ class CriO(Upstream):
 
         runtimes = [at_least(name) for name in ERAS.at(recipe.crio.version).runtimes]
         return {
-            "Depends": [*runtimes, at_least("conmon"), "containernetworking-plugins | kubernetes-cni", "iptables", "conntrack"],
+            # Our companions by their own names (which stand in for Debian's conmon and containernetworking-plugins):
+            # apt installs the ones this release was built with, not the distribution's newer ones.
+            "Depends": [*runtimes, at_least("conmon"), f"{at_least('cni-plugins')} | kubernetes-cni", "iptables", "conntrack"],
             # crictl for /etc/crictl.yaml; /etc/containers/policy.json, without which no image can be
             # pulled; python3 for the install-time kernel check.
             "Recommends": ["cri-tools", "golang-github-containers-common", "python3"],

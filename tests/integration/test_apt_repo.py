@@ -38,7 +38,7 @@ SUITE = RECIPE.target.suite
 COMPONENT = RECIPE.name  # the recipe's component in the repository
 # What each fake package installs and prints, and what it depends on.
 FAKE = {
-    "cri-o": ("usr/bin/crio", "crio version {v}", "conmon (>= {conmon}), containernetworking-plugins (>= {cni}), iptables"),
+    "cri-o": ("usr/bin/crio", "crio version {v}", "cri-o-conmon (>= {conmon}), cri-o-cni-plugins (>= {cni}), iptables"),
     "conmon": ("usr/bin/conmon", "conmon version {v}", ""),
     "cni-plugins": ("usr/lib/cni/bridge", "CNI bridge plugin v{v}", ""),
     "cri-tools": ("usr/bin/crictl", "crictl version v{v}", ""),
@@ -90,8 +90,9 @@ def use_gnupg(gnupg, monkeypatch) -> GnuPG:
     return gnupg
 
 
-def make_deb(tree_root: Path, recipe: Recipe, component: str, dest: Path, *, debian_depends: bool = True) -> Path:
-    """A stand-in .deb; without debian_depends it needs nothing from the Debian mirror (no iptables)."""
+def make_deb(tree_root: Path, recipe: Recipe, component: str, dest: Path, *, debian_depends: bool = True, relations: bool = False) -> Path:
+    """A stand-in .deb; without debian_depends it needs nothing from the Debian mirror (no iptables). With
+    relations, its Depends, Recommends, Provides, Conflicts and Replaces are the real package's (deb.control_text)."""
     path, output, depends = FAKE[component]
     if not debian_depends:
         depends = depends.removesuffix(", iptables")
@@ -107,7 +108,9 @@ def make_deb(tree_root: Path, recipe: Recipe, component: str, dest: Path, *, deb
         Priority: optional
         Description: stand-in for {component} (test package)
         """)
-    if depends:
+    if relations:
+        control += real_relations(recipe, component)
+    elif depends:
         control += "Depends: " + depends.format(conmon=deb_version(recipe, "conmon"), cni=deb_version(recipe, "cni-plugins")) + "\n"
     (tree / "DEBIAN" / "control").write_text(control)
     program = tree / path
@@ -119,6 +122,13 @@ def make_deb(tree_root: Path, recipe: Recipe, component: str, dest: Path, *, deb
     return dest
 
 
+def real_relations(recipe: Recipe, component: str) -> str:
+    """The relation fields of the real package, as dpkg-gencontrol writes them (${binary:Version} filled in)."""
+    fields = UPSTREAMS[component].relations(recipe)
+    lines = [f"{f}: {', '.join(fields[f])}" for f in ("Depends", "Recommends", "Provides", "Conflicts", "Replaces") if f in fields]
+    return "".join(line.replace("${binary:Version}", deb_version(recipe, component)) + "\n" for line in lines)
+
+
 def patch_release(name: str, crio: str) -> Recipe:
     """recipes/<name>.toml with cri-o pinned at the patch release `crio` of that minor (the other pins as they are)."""
     recipe = load_recipe(REPO / "recipes" / f"{name}.toml")
@@ -126,14 +136,14 @@ def patch_release(name: str, crio: str) -> Recipe:
     return replace(recipe, target=BOOKWORM, components={**recipe.components, "cri-o": pin})
 
 
-def build_fakes(recipe: Recipe, settings, trees: Path, *, debian_depends: bool = True) -> list[Path]:
+def build_fakes(recipe: Recipe, settings, trees: Path, *, debian_depends: bool = True, relations: bool = False) -> list[Path]:
     """The recipe's packages in artifacts/<recipe>/ as a build leaves them: other versions there are dropped."""
     made = []
     for c in recipe.components:
         dest = deb_path(recipe, c, settings)
         for old in dest.parent.glob(f"{package_name(c)}_*.deb"):
             old.unlink()
-        made.append(make_deb(trees / f"{recipe.name}-{recipe.crio.version}", recipe, c, dest, debian_depends=debian_depends))
+        made.append(make_deb(trees / f"{recipe.name}-{recipe.crio.version}", recipe, c, dest, debian_depends=debian_depends, relations=relations))
     return made
 
 
@@ -179,7 +189,7 @@ def test_repository_is_signed_and_lists_every_package(use_gnupg: GnuPG, settings
         filename = f"pool/{COMPONENT}/{name[0]}/{name}/{deb_path(RECIPE, c, settings).name}"
         assert f"Filename: {filename}" in packages
         assert (out / filename).is_file()
-    assert f"Depends: conmon (>= {deb_version(RECIPE, 'conmon')}), containernetworking-plugins (>= {deb_version(RECIPE, 'cni-plugins')}), iptables" in packages
+    assert f"Depends: cri-o-conmon (>= {deb_version(RECIPE, 'conmon')}), cri-o-cni-plugins (>= {deb_version(RECIPE, 'cni-plugins')}), iptables" in packages
     assert list(tmp_path.glob(".apt.*")) == []  # no temporary directory left behind
 
 
@@ -200,7 +210,7 @@ def test_doit_repo_action_reads_the_key_and_output_from_the_environment(use_gnup
     said = capsys.readouterr().out
     assert "signed-by=/etc/apt/keyrings/criobuild.gpg" in said and "apt-get install cri-o" in said
     assert f"https://<your host>/<path> {SUITE} {COMPONENT}\"" in said
-    assert apt_repo.pin_line() in said
+    assert "No apt preference is needed" in said and "preferences.d" not in said
 
 
 def test_no_key_given_is_a_clear_error(settings, tmp_path) -> None:
@@ -250,7 +260,7 @@ def test_each_minor_is_its_own_component_with_its_own_pool(use_gnupg: GnuPG, tmp
     conmon = deb_path(older, "conmon", settings).name
     assert conmon == deb_path(newer, "conmon", settings).name
     for component in ("crio-1.35", "crio-1.36"):
-        assert (out / "pool" / component / "c" / "conmon" / conmon).is_file()
+        assert (out / "pool" / component / "c" / "cri-o-conmon" / conmon).is_file()
         text = (dist / component / "binary-arm64" / "Packages").read_text()
         assert all(line.startswith(f"Filename: pool/{component}/") for line in text.splitlines() if line.startswith("Filename:"))
     # A recipe not built is no component; building it later adds one (the repository holds what artifacts/ holds).
@@ -275,9 +285,8 @@ def test_the_readme_shows_what_doit_repo_prints() -> None:
     section = readme[readme.index("## Install from the apt repository"):]
     section = section[: section.index("\n## ", 1)]
     blocks = [b.strip("\n").splitlines() for b in re.findall(r"```sh\n(.*?)```", section, re.S)]
-    assert blocks[0] == apt_repo.pi_owner_lines("https://<owner>.github.io/<repo>", "trixie", "crio-1.36")
-    assert blocks[1] == [apt_repo.pin_line()]
-    assert set(apt_repo.PINNED) == {package_name(c) for c in UPSTREAMS}
+    assert blocks == [apt_repo.pi_owner_lines("https://<owner>.github.io/<repo>", "trixie", "crio-1.36")]  # and no pin file
+    assert "preferences.d" not in section
 
 
 def test_accept_task_depends_on_the_recipes_debs_and_refuses_missing_ones(tmp_path) -> None:
@@ -319,7 +328,7 @@ def test_a_node_subscribed_to_one_minor_gets_its_patches_and_never_the_next_mino
 
     def installed() -> dict[str, str]:
         """What `apt-get install cri-o` put there: cri-o and the companions it depends on."""
-        text = box.output(["dpkg-query", "-W", "-f", "${Package} ${Version}\n", "cri-o", "conmon", "containernetworking-plugins"])
+        text = box.output(["dpkg-query", "-W", "-f", "${Package} ${Version}\n", "cri-o", "cri-o-conmon", "cri-o-cni-plugins"])
         return dict(line.split(" ", 1) for line in text.splitlines())
 
     def madison() -> set[tuple[str, str]]:
@@ -336,11 +345,10 @@ def test_a_node_subscribed_to_one_minor_gets_its_patches_and_never_the_next_mino
         box.call(["sh", "-c", ": > /etc/apt/sources.list && rm -f /etc/apt/sources.list.d/*"])
         # The README's lines for crio-1.35, as printed by `doit repo`.
         box.call(as_root(apt_repo.pi_owner_lines(url, SUITE, "crio-1.35")[1]))
-        box.call(as_root(apt_repo.pin_line()))
         assert box.output(["cat", "/etc/apt/sources.list.d/criobuild.list"]).strip() == f"deb [signed-by=/etc/apt/keyrings/criobuild.gpg] {url} {SUITE} crio-1.35"
         box.call(["apt-get", "update", "-q"], env=apt_env)
         box.call(["apt-get", "install", "-y", "-q", "--no-install-recommends", "cri-o"], env=apt_env)
-        assert installed() == {name: ours(first)[name] for name in ("cri-o", "conmon", "containernetworking-plugins")}
+        assert installed() == {name: ours(first)[name] for name in ("cri-o", "cri-o-conmon", "cri-o-cni-plugins")}
         assert installed()["cri-o"] == "1.35.5-1~deb12"
         assert box.output(["crio", "--version"]).strip() == "crio version 1.35.5"
         assert madison() == set(ours(first).items())  # 1.35's packages and nothing of 1.36's
@@ -407,9 +415,8 @@ def test_a_clean_arm64_bookworm_installs_cri_o_from_the_repository(use_gnupg: Gn
         said = refused.output.decode(errors="replace")
         assert refused.exit_code != 0, said
         assert "NO_PUBKEY" in said or "not signed" in said, said
-        # Our key, and the README's preference for this origin (bookworm's own conmon and CNI plugins are newer).
+        # Our key, and no apt preference: cri-o names our conmon and CNI plugins (bookworm's own are newer).
         box.call(entry("criobuild.gpg"))
-        box.call(as_root(apt_repo.pin_line()))
         box.call(["apt-get", "update", "-q"], env=apt_env)
         box.call(["apt-get", "install", "-y", "-q", "--no-install-recommends", "cri-o", "cri-tools"], env=apt_env)
         ours = {package_name(c): deb_version(recipe, c) for c in COMPONENTS}
@@ -420,3 +427,54 @@ def test_a_clean_arm64_bookworm_installs_cri_o_from_the_repository(use_gnupg: Gn
         assert box.output(["crio", "--version"]).splitlines()[0] == f"crio version {recipe.crio.version}"
         assert box.output(["crictl", "--version"]).strip() == f"crictl version {recipe.components['cri-tools'].version}"
     assert any(p.startswith("apt-repo/dists/bookworm/InRelease") for p in http_server.requests)
+
+
+@pytest.mark.docker
+def test_a_clean_trixie_with_debians_archive_gets_exactly_the_recipes_companions_without_a_pin(use_gnupg: GnuPG, http_server, docker_engine, tmp_path) -> None:
+    """Debian trixie has conmon 2.1.12 and containernetworking-plugins 1.1.1, newer than crio-1.18's 2.0.19 and
+    0.8.5: `apt-get install cri-o` from the README still installs the recipe's, with no apt preference, on a
+    clean node and on one where Debian's were installed first (a podman node), and upgrades keep them.
+    The packages are stand-ins with the real packages' relations; natively, for the host's architecture."""
+    from builders.arch import host_arch
+    from builders.images import ensure_base_image
+
+    target = Target(distro="debian", suite="trixie", arch=host_arch(), mirror="http://deb.debian.org/debian")
+    recipe = replace(load_recipe(REPO / "recipes" / "crio-1.18.toml"), target=target)
+    settings = replace(load_settings({}), artifacts=tmp_path / "artifacts")
+    build_fakes(recipe, settings, tmp_path / "trees", relations=True)
+    served, url = http_server.subdir("apt-trixie")
+    shutil.rmtree(served)
+    apt_repo.build_repo([recipe], settings, key_id=use_gnupg.key, out=served)
+    keys = tmp_path / "keys"
+    keys.mkdir()
+    shutil.copy(served / apt_repo.KEYRING, keys / "criobuild.gpg")
+    apt_env = {"DEBIAN_FRONTEND": "noninteractive"}
+    expected = ours(recipe)
+    debians = ("conmon", "containernetworking-plugins")
+
+    def installed() -> dict[str, str]:
+        query = "dpkg-query -W -f '${Package} ${Version} ${db:Status-Abbrev}\\n' " + " ".join([*expected, *debians]) + " 2>/dev/null || true"
+        return {name: version for name, version, status in (line.split(" ", 2) for line in box.output(["sh", "-c", query]).splitlines()) if status.startswith("ii")}
+
+    def install_cri_o() -> None:
+        box.call(["apt-get", "install", "-y", "-q", "cri-o"], env=apt_env)  # as the README says it (cri-tools is a Recommends)
+        assert installed() == expected  # ours, each at the recipe's version, and neither of Debian's two
+        assert box.output(["conmon", "--version"]).strip() == f"conmon version {recipe.components['conmon'].version}"
+        assert "Inst " not in box.output(["apt-get", "-s", "-q", "dist-upgrade"])  # nothing newer of Debian's comes back
+
+    base = ensure_base_image(docker_engine, target, "bootstrap")
+    with Container(docker_engine, base, network="host", what="cri-o from the repository beside Debian's archive") as box:
+        box.copy_into(keys, "/etc/apt/keyrings")
+        assert "deb.debian.org/debian trixie" in box.output(["sh", "-c", "cat /etc/apt/sources.list /etc/apt/sources.list.d/* 2>/dev/null || true"])
+        box.call(as_root(apt_repo.pi_owner_lines(url, "trixie", recipe.name)[1]))  # the README's line, and no pin file
+        box.call(["apt-get", "update", "-q"], env=apt_env)
+        for name, component in zip(debians, ("conmon", "cni-plugins")):  # Debian's candidates are newer than ours
+            debian = re.search(r"Candidate: (\S+)", box.output(["apt-cache", "policy", name])).group(1)
+            assert box.container.exec_run(["dpkg", "--compare-versions", debian, "gt", deb_version(recipe, component)]).exit_code == 0, debian
+        install_cri_o()
+
+        # A node that had Debian's conmon and CNI plugins (podman's) before: ours take their place.
+        box.call(["apt-get", "purge", "-y", "-q", *expected], env=apt_env)
+        box.call(["apt-get", "install", "-y", "-q", "--no-install-recommends", *debians], env=apt_env)
+        assert set(installed()) == set(debians)
+        install_cri_o()

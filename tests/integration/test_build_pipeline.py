@@ -130,8 +130,8 @@ def test_doit_build_makes_every_artifact_with_checksums(pipeline: Pipeline, buil
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     names = sorted(p.name for p in pipeline.artifacts.iterdir() if p.is_file())
     artifacts = [
-        "conmon_2.0.19-1~deb12_arm64.deb",
-        "containernetworking-plugins_0.8.5-1~deb12_arm64.deb",
+        "cri-o-cni-plugins_0.8.5-1~deb12_arm64.deb",
+        "cri-o-conmon_2.0.19-1~deb12_arm64.deb",
         "cri-o-runc_1.0.0~rc10-1~deb12_arm64.deb",
         "cri-o.arm64.v1.18.1.tar.gz",
         "cri-o_1.18.1-1~deb12_arm64.deb",
@@ -158,15 +158,15 @@ def test_changing_one_pin_rebuilds_that_component_and_what_packages_it(pipeline:
 
         debs = sorted(p.name for p in pipeline.artifacts.glob("*.deb"))
         assert debs == [
-            "conmon_2.0.18-1~deb12_arm64.deb", "containernetworking-plugins_0.8.5-1~deb12_arm64.deb", "cri-o-runc_1.0.0~rc10-1~deb12_arm64.deb",
+            "cri-o-cni-plugins_0.8.5-1~deb12_arm64.deb", "cri-o-conmon_2.0.18-1~deb12_arm64.deb", "cri-o-runc_1.0.0~rc10-1~deb12_arm64.deb",
             "cri-o_1.18.1-1~deb12_arm64.deb", "cri-tools_1.18.0-1~deb12_arm64.deb",
         ]  # fmt: skip
         depends = subprocess.run(["dpkg-deb", "-f", pipeline.artifacts / "cri-o_1.18.1-1~deb12_arm64.deb", "Depends"], capture_output=True, text=True, check=True).stdout
-        assert "conmon (>= 2.0.18~)" in depends
+        assert "cri-o-conmon (>= 2.0.18~)" in depends.split(", ")
         listed = sorted(line.split()[1] for line in (pipeline.artifacts / "SHA256SUMS").read_text().splitlines())
         made = [*debs, "cri-o.arm64.v1.18.1.tar.gz"]
         assert listed == sorted([*made, *(f"{a}.spdx.json" for a in made), "manifest.json", "provenance.intoto.json"])
-        assert not list(pipeline.artifacts.glob("conmon_2.0.19*")), "the superseded .deb goes with its SBOM"
+        assert not list(pipeline.artifacts.glob("cri-o-conmon_2.0.19*")), "the superseded .deb goes with its SBOM"
     finally:
         pipeline.write_recipe()
         restored = pipeline.doit("build:crio-1.18")  # leave the session's staging and artifacts as the other tests expect them

@@ -69,7 +69,7 @@ def deb_facts(pipeline: Pipeline) -> dict[str, dict[str, object]]:
 
 
 def test_cross_packages_equal_the_emulated_ones(pipeline: Pipeline, built, cross_pipeline: Pipeline, cross_built) -> None:
-    debs = [f"deb:crio-1.18:{p}" for p in ("cri-o", "conmon", "containernetworking-plugins", "cri-tools", "cri-o-runc")]
+    debs = [f"deb:crio-1.18:{p}" for p in ("cri-o", "cri-o-conmon", "cri-o-cni-plugins", "cri-tools", "cri-o-runc")]
     for p in (pipeline, cross_pipeline):
         result = p.doit(*debs)
         assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]

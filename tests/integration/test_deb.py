@@ -24,7 +24,7 @@ from tests.fixtures.pipeline import Pipeline
 
 pytestmark = [pytest.mark.docker, pytest.mark.emulation, pytest.mark.slow]
 
-PACKAGES = ("cri-o", "conmon", "containernetworking-plugins", "cri-tools", "cri-o-runc")
+PACKAGES = ("cri-o", "cri-o-conmon", "cri-o-cni-plugins", "cri-tools", "cri-o-runc")
 TASKS = tuple(f"deb:crio-1.18:{p}" for p in PACKAGES)
 # What crio makes of its configuration (crio.conf, then our drop-in): conmon, runc and the CNI plugins where the packages put them.
 CONF_NAMES_INSTALLED_PATHS = r"""
@@ -84,8 +84,8 @@ def debs(pipeline: Pipeline, built, tmp_path_factory) -> Iterator[Debs]:
 
 def test_one_deb_per_component_named_the_debian_way(debs: Debs) -> None:
     assert sorted(p.name for p in debs.current.values()) == [
-        "conmon_2.0.19-1~deb12_arm64.deb",
-        "containernetworking-plugins_0.8.5-1~deb12_arm64.deb",
+        "cri-o-cni-plugins_0.8.5-1~deb12_arm64.deb",
+        "cri-o-conmon_2.0.19-1~deb12_arm64.deb",
         "cri-o-runc_1.0.0~rc10-1~deb12_arm64.deb",
         "cri-o_1.18.1-1~deb12_arm64.deb",
         "cri-tools_1.18.0-1~deb12_arm64.deb",
@@ -110,9 +110,9 @@ def field(deb: Path, name: str) -> str:
 
 def test_cri_o_depends_on_its_runtime_companions_and_what_its_binaries_link(debs: Debs) -> None:
     depends = field(debs.current["cri-o"], "Depends")
-    for needed in ("cri-o-runc (>= 1.0.0~rc10~)", "iptables", "conntrack", "conmon (>= 2.0.19~)", "containernetworking-plugins | kubernetes-cni"):
+    for needed in ("cri-o-runc (>= 1.0.0~rc10~)", "iptables", "conntrack", "cri-o-conmon (>= 2.0.19~)", "cri-o-cni-plugins (>= 0.8.5~) | kubernetes-cni"):
         assert needed in depends.split(", "), depends
-    assert "libglib2.0-0" in field(debs.current["conmon"], "Depends")  # from dpkg-shlibdeps, not written by hand
+    assert "libglib2.0-0" in field(debs.current["cri-o-conmon"], "Depends")  # from dpkg-shlibdeps, not written by hand
 
 
 def members(deb: Path) -> dict[str, tuple[str, str, str]]:
@@ -140,11 +140,11 @@ def test_cri_o_contents_follow_debian_and_upstream_conventions(debs: Debs) -> No
 
 
 def test_package_contents_of_the_companions(debs: Debs) -> None:
-    assert "/usr/bin/conmon" in members(debs.current["conmon"])
+    assert "/usr/bin/conmon" in members(debs.current["cri-o-conmon"])
     assert {"/usr/bin/crictl", "/usr/bin/critest", "/usr/share/man/man1/crictl.1.gz"} <= set(members(debs.current["cri-tools"]))
     assert {"/usr/libexec/crio/runc", "/usr/share/man/man8/cri-o-runc.8.gz"} <= set(members(debs.current["cri-o-runc"]))
-    assert "/usr/share/man/man8/conmon.8.gz" in members(debs.current["conmon"])  # help2man: 2.0.19 has no page of its own
-    assert {"/usr/lib/cni/bridge", "/usr/lib/cni/loopback", "/usr/lib/cni/host-local", "/usr/lib/cni/portmap"} <= set(members(debs.current["containernetworking-plugins"]))
+    assert "/usr/share/man/man8/conmon.8.gz" in members(debs.current["cri-o-conmon"])  # help2man: 2.0.19 has no page of its own
+    assert {"/usr/lib/cni/bridge", "/usr/lib/cni/loopback", "/usr/lib/cni/host-local", "/usr/lib/cni/portmap"} <= set(members(debs.current["cri-o-cni-plugins"]))
 
 
 def test_postinst_has_debhelpers_systemd_snippets_and_the_kernel_check(debs: Debs, tmp_path: Path) -> None:

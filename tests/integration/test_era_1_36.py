@@ -21,8 +21,8 @@ from tests.integration.test_deb import clean_container, members
 pytestmark = [pytest.mark.docker, pytest.mark.emulation, pytest.mark.slow]
 
 DEBS = [
-    "conmon_2.1.13-1~deb13_arm64.deb",
-    "containernetworking-plugins_1.8.0-1~deb13_arm64.deb",
+    "cri-o-conmon_2.1.13-1~deb13_arm64.deb",
+    "cri-o-cni-plugins_1.8.0-1~deb13_arm64.deb",
     "cri-o-crun_1.26-1~deb13_arm64.deb",
     "cri-o-runc_1.4.3-1~deb13_arm64.deb",
     "cri-o_1.36.1-1~deb13_arm64.deb",

@@ -22,7 +22,7 @@ from tests.fixtures.pipeline import REPO, Pipeline
 from tests.integration.test_apt_repo import GnuPG, gnupg  # noqa: F401 (a fixture)
 
 pytestmark = [pytest.mark.docker, pytest.mark.slow]
-ARTIFACTS = ("conmon_2.1.13-1~deb13_arm64.deb", "containernetworking-plugins_1.8.0-1~deb13_arm64.deb", "cri-o-crun_1.26-1~deb13_arm64.deb",
+ARTIFACTS = ("cri-o-cni-plugins_1.8.0-1~deb13_arm64.deb", "cri-o-conmon_2.1.13-1~deb13_arm64.deb", "cri-o-crun_1.26-1~deb13_arm64.deb",
              "cri-o-runc_1.4.3-1~deb13_arm64.deb", "cri-o_1.36.1-1~deb13_arm64.deb", "cri-tools_1.36.0-1~deb13_arm64.deb", "cri-o.arm64.v1.36.1.tar.gz")  # fmt: skip
 
 

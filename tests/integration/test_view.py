@@ -20,7 +20,7 @@ pytestmark = [pytest.mark.docker, pytest.mark.slow]
 
 def recipe_steps(pipeline: Pipeline) -> set[str]:
     recipe = load_recipe(pipeline.root / "recipes" / f"{pipeline.recipe}.toml")
-    packages = ("cri-o", "conmon", "containernetworking-plugins", "cri-tools", "cri-o-runc", "cri-o-crun")
+    packages = ("cri-o", "cri-o-conmon", "cri-o-cni-plugins", "cri-tools", "cri-o-runc", "cri-o-crun")
     steps = {f"{kind}:crio-1.36:{c}" for c in recipe.components for kind in ("source", "compile")}
     return steps | {f"deb:crio-1.36:{p}" for p in packages} | {"preflight:crio-1.36", "tarball:crio-1.36", "sums:crio-1.36"}
 
@@ -132,7 +132,7 @@ def test_packaging_says_no_warning_about_build_ids_and_leaves_no_debug_link(pipe
     for log in (pipeline_1_36.artifacts / "logs").glob("deb-*.log"):
         text = log.read_text()
         assert "dh_strip --no-automatic-dbgsym" in text and "warning" not in text.lower(), (log.name, text[-2000:])
-    deb = pipeline_1_36.artifacts / "containernetworking-plugins_1.8.0-1~deb13_arm64.deb"
+    deb = pipeline_1_36.artifacts / "cri-o-cni-plugins_1.8.0-1~deb13_arm64.deb"
     subprocess.run(["dpkg-deb", "-x", str(deb), str(tmp_path)], check=True)
     sections = subprocess.run(["readelf", "-S", "-W", str(tmp_path / "usr/lib/cni/bridge")], capture_output=True, text=True, check=True).stdout
     assert ".gnu_debuglink" not in sections and ".symtab" not in sections, "stripped, without a link to a debug file no package has"

@@ -83,7 +83,7 @@ def test_deb_path_is_package_version_arch(tmp_path: Path) -> None:
     from builders.settings import load_settings
 
     settings = load_settings({"CRIOBUILD_ARTIFACTS": str(tmp_path)})
-    assert deb.deb_path(recipe(), "cni-plugins", settings) == tmp_path / "crio-1.18" / "containernetworking-plugins_0.8.5-1~deb12_arm64.deb"
+    assert deb.deb_path(recipe(), "cni-plugins", settings) == tmp_path / "crio-1.18" / "cri-o-cni-plugins_0.8.5-1~deb12_arm64.deb"
 
 
 def control_fields(text: str) -> list[dict[str, str]]:
@@ -108,7 +108,7 @@ def test_cri_o_control_has_computed_and_runtime_depends() -> None:
     assert binary["Package"] == "cri-o" and binary["Architecture"] == "arm64"
     depends = binary["Depends"].split(", ")
     assert depends[:2] == ["${shlibs:Depends}", "${misc:Depends}"]
-    assert {"cri-o-runc (>= 1.0.0~rc10~)", "iptables", "conntrack", "conmon (>= 2.0.19~)", "containernetworking-plugins | kubernetes-cni"} <= set(depends)
+    assert {"cri-o-runc (>= 1.0.0~rc10~)", "iptables", "conntrack", "cri-o-conmon (>= 2.0.19~)", "cri-o-cni-plugins (>= 0.8.5~) | kubernetes-cni"} <= set(depends)
     assert "python3" in binary["Recommends"]  # the kernel check script's interpreter
 
 
@@ -117,7 +117,27 @@ def test_companions_have_no_hand_written_library_depends() -> None:
         _, binary = control_fields(deb.control_text(recipe(), component))
         assert binary["Depends"] == "${shlibs:Depends}, ${misc:Depends}"
     _, cni = control_fields(deb.control_text(recipe(), "cni-plugins"))
-    assert cni["Package"] == "containernetworking-plugins" and cni["Depends"].endswith("iptables")
+    assert cni["Package"] == "cri-o-cni-plugins" and cni["Depends"].endswith("iptables")
+
+
+@pytest.mark.parametrize("component, package, debian", [
+    ("conmon", "cri-o-conmon", "conmon"),
+    ("cni-plugins", "cri-o-cni-plugins", "containernetworking-plugins"),
+])  # fmt: skip
+def test_our_conmon_and_cni_plugins_take_the_place_of_debians_under_names_of_their_own(component: str, package: str, debian: str) -> None:
+    _, binary = control_fields(deb.control_text(recipe(), component))
+    assert binary["Package"] == package  # a name Debian does not have: apt cannot take Debian's newer package for it
+    assert f"{debian} (= ${{binary:Version}})" in binary["Provides"].split(", ")  # what depends on Debian's name takes ours
+    assert binary["Conflicts"] == debian and binary["Replaces"] == debian  # the same files: one or the other, ours replaces
+    assert upstream(component).package.former_names == (debian,)  # earlier criobuilds' .debs of it go when it is built
+    _, crio = control_fields(deb.control_text(recipe(), "cri-o"))
+    assert any(d.startswith(f"{package} (>= ") for d in crio["Depends"].split(", "))  # cri-o asks for ours by that name
+
+
+def test_the_runtimes_stay_beside_debians_and_take_nothing_of_theirs() -> None:
+    for component in ("runc", "cri-o", "cri-tools"):
+        _, binary = control_fields(deb.control_text(recipe(), component))
+        assert "Conflicts" not in binary and "Replaces" not in binary, component
 
 
 def test_changelog_parses_with_dpkg_and_is_dated_from_the_commit(tmp_path: Path) -> None:
