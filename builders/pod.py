@@ -34,7 +34,7 @@ from .lifecycle import temporary_dir
 from .recipe import Recipe
 from .settings import Settings
 from .deb import built_debs
-from .pod_report import write_report
+from .pod_report import remove_report, write_report
 from .view import say
 
 DATA = Path(__file__).with_name("data") / "pod"
@@ -135,6 +135,7 @@ def run_pod_test(recipe: Recipe, settings: Settings, what: str, boot: Callable[.
     from .images import ensure_base_image
 
     debs = built_debs(recipe, settings, "the pod test")
+    remove_report(settings.artifacts / recipe.name)  # an earlier run's: if this one fails, no report says these packages passed
     client = docker_client()
     base = ensure_base_image(client, recipe.target, settings.base_source)
     owner = str(settings.artifacts / recipe.name)

@@ -3,7 +3,8 @@
 The pod test runs after the build has written (and perhaps signed) SHA256SUMS, manifest.json and the
 provenance; it changes none of them. Its report names each .deb it installed with its sha256, so anyone
 can tell which packages it speaks for; with CRIOBUILD_GPG_KEY set it is signed (pod-report.json.asc),
-without it any older signature goes. A rebuild that changes an artifact the report names drops the
+without it any older signature goes. A pod test removes the report of an earlier one when it starts, so
+one that fails leaves none. A rebuild that changes an artifact the report names drops the
 report (and its signature) when it writes the new sums: a report never speaks for packages it did not test.
 """
 from __future__ import annotations
@@ -61,6 +62,10 @@ def drop_if_stale(directory: Path) -> str | None:
     """Remove a report (and its signature) that no longer matches the artifacts; the reason, if it did."""
     why = stale_because(directory)
     if why:
-        report_path(directory).unlink()
-        signature_path(directory).unlink(missing_ok=True)
+        remove_report(directory)
     return why
+
+
+def remove_report(directory: Path) -> None:
+    report_path(directory).unlink(missing_ok=True)
+    signature_path(directory).unlink(missing_ok=True)

@@ -239,7 +239,7 @@ def test_a_partly_built_recipe_is_refused(use_gnupg: GnuPG, settings, tmp_path) 
     partial = replace(settings, artifacts=tmp_path / "artifacts")
     shutil.copytree(settings.artifacts, partial.artifacts)
     deb_path(RECIPE, "conmon", partial).unlink()
-    with pytest.raises(PackageError, match=r"lacks some of crio-1\.18's packages: conmon_") as e:
+    with pytest.raises(PackageError, match=r"lacks some of crio-1\.18's packages: cri-o-conmon_") as e:
         apt_repo.build_repo([RECIPE], partial, key_id=use_gnupg.key, out=tmp_path / "apt")
     assert "doit build:crio-1.18" in str(e.value)
 
