@@ -110,6 +110,8 @@ def pod_task(recipe: Recipe, settings: Settings) -> dict[str, Any]:
         "doc": f"boot a clean {recipe.target.suite} {recipe.target.arch} container with {recipe.name}'s .debs and run a pod with crictl (natively)",
         **step(pod_test, [recipe, settings], step_log(settings, recipe.name, "pod"), f"pod:{recipe.name}"),
         "file_dep": [deb_path(recipe, c, settings) for c in recipe.components],
+        # After the sums: a .deb rebuilt for the test is summed (and signed) before the report names it.
+        "task_dep": [f"sums:{recipe.name}"],
         "uptodate": [False],  # a test: it runs whenever asked
     }
 

@@ -56,6 +56,15 @@ def test_the_hosts_own_target_is_accepted() -> None:
     pod.check_native(native)
 
 
+def test_the_pod_test_runs_on_summed_packages(tmp_path: Path) -> None:
+    from builders.settings import load_settings
+
+    native = next(r for r in for_every_target(RECIPE) if r.target.arch == host_arch())
+    task = pod.pod_task(native, load_settings({"CRIOBUILD_ARTIFACTS": str(tmp_path)}))
+    assert task["task_dep"] == [f"sums:{native.name}"]  # a .deb rebuilt for it is in SHA256SUMS before the report names it
+    assert len(task["file_dep"]) == len(native.components)  # and each of its .debs
+
+
 def test_what_a_pod_leaves_mounted_is_told_apart_from_the_node() -> None:
     mountinfo = MOUNTINFO_V1 + (
         "300 60 0:50 / /run/netns/a3c1 rw shared:5 - nsfs nsfs rw\n"
