@@ -71,16 +71,17 @@ def assert_nothing_left(pipeline: Pipeline, docker_engine) -> None:
 def test_a_signal_at_any_moment_ends_the_run_with_its_status_and_leaves_nothing(fresh: Pipeline, docker_engine, moment, signame, step) -> None:
     if step == "deb:":
         assert fresh.doit("compile:crio-1.36:conmon").returncode == 0
-    result = doit_with_fault(fresh, moment, signame, step, "deb:crio-1.36:conmon")
+    result = doit_with_fault(fresh, moment, signame, step, "deb:crio-1.36:cri-o-conmon")
     signum = getattr(signal, f"SIG{signame}")
     assert result.returncode == -signum, result.stdout + result.stderr  # the signal's own status, as a shell shows (130, 143)
     assert "Traceback" not in result.stderr, result.stderr
-    assert re.search(rf"✗ interrupted during {step}crio-1.36:conmon after ", result.stderr), result.stderr
+    interrupted = f"{step}crio-1.36:" + ("cri-o-conmon" if step == "deb:" else "conmon")  # deb: tasks are named by package
+    assert re.search(rf"✗ interrupted during {interrupted} after ", result.stderr), result.stderr
     assert_nothing_left(fresh, docker_engine)
     staging = fresh.artifacts / "staging"
     if step == "compile:":
         assert not (staging / "conmon.json").exists() and not (staging / "conmon").exists()
-    again = fresh.doit("deb:crio-1.36:conmon")
+    again = fresh.doit("deb:crio-1.36:cri-o-conmon")
     assert again.returncode == 0, again.stdout + again.stderr
     assert (fresh.artifacts / "staging" / "conmon.json").exists()
     assert_nothing_left(fresh, docker_engine)

@@ -47,7 +47,7 @@ def test_a_real_build_prints_one_line_when_each_step_starts_and_ends_and_a_table
     assert set(states.values()) == {"done"}, out
     lines = [line.split()[1:3] for line in out.splitlines() if re.match(r"^\d\d:\d\d:\d\d (start|done) ", line)]
     order = [name for state, name in lines if state == "done"]
-    assert order.index("source:crio-1.36:conmon") < order.index("compile:crio-1.36:conmon") < order.index("deb:crio-1.36:conmon") < order.index("sums:crio-1.36")
+    assert order.index("source:crio-1.36:conmon") < order.index("compile:crio-1.36:conmon") < order.index("deb:crio-1.36:cri-o-conmon") < order.index("sums:crio-1.36")
     assert all(lines.count(["start", name]) == 1 for name in states)
     assert "+ make" not in out + built_1_36.stderr, "the compilers' lines go to the logs"
     assert "+ make" in (pipeline_1_36.artifacts / "logs" / "compile-conmon.log").read_text()
