@@ -92,6 +92,7 @@ def node_task(recipe: Recipe, settings: Settings) -> dict[str, Any]:
         "doc": f"boot an emulated {recipe.target.suite} {recipe.target.arch} machine (QEMU, Debian's kernel) with {recipe.name}'s .debs and run the pod test in it",
         **step(node_test, [recipe, settings], step_log(settings, recipe.name, "node"), f"node:{recipe.name}"),
         "file_dep": [deb_path(recipe, c, settings) for c in recipe.components],
+        "task_dep": [f"sums:{recipe.name}"],  # as pod_task: a .deb rebuilt for it is summed before the report names it
         "uptodate": [False],  # a test: it runs whenever asked
         "params": [
             {"name": "cmdline", "long": "cmdline", "default": "", "help": "more kernel command line, e.g. cgroup_disable=memory (as a Pi 5 boots)"},

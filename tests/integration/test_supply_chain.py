@@ -103,7 +103,7 @@ def test_each_package_and_sbom_say_the_licence_of_its_source(pipeline_1_36: Pipe
     assert re.search(r"^Files: \*\nCopyright: 2017-\d{4} The crun Authors\nLicense: GPL-2\+\n", crun, re.M), crun
     assert re.search(r"^Files: src/libcrun/\*\nCopyright: 2017-\d{4} The crun Authors\nLicense: LGPL-2\.1\+\n", crun, re.M), crun
     assert '"/usr/share/common-licenses/GPL-2"' in crun and '"/usr/share/common-licenses/LGPL-2.1"' in crun and "Apache" not in crun
-    conmon = copyright_of("conmon_2.1.13-1~deb13_arm64.deb")
+    conmon = copyright_of("cri-o-conmon_2.1.13-1~deb13_arm64.deb")
     assert "License: Apache-2.0\n" in conmon and "GPL" not in conmon
     staged = json.loads((directory / "staging" / "crun.json").read_text())
     assert [(lic["license"], lic["file"]) for lic in staged["licenses"]] == [("GPL-2.0-or-later", "COPYING"), ("LGPL-2.1-or-later", "COPYING.libcrun")]
