@@ -37,7 +37,9 @@ Today's Raspberry Pi (what the live part of the check knows):
   run on it, but many images do not (jemalloc: "Unsupported system page size"): a warning, with
   `kernel=kernel8.img` in config.txt as the way back to 4K. A 32-bit userland needs 4K pages.
 - 32-bit Raspberry Pi OS on a Pi 4 or 5 boots the 64-bit kernel: dpkg's architecture (armhf), not
-  uname -m (aarch64), says which packages to install and which images (linux/arm) run.
+  uname -m (aarch64), says which packages to install and which images (linux/arm) run. A 32-bit ARMv7
+  kernel (armv7l: a Pi 2, 32-bit Raspberry Pi OS, Debian's armmp) runs the armhf packages; an ARMv6 one
+  (Pi 1, Zero) is not served, the armhf packages being built for ARMv7.
 """
 from __future__ import annotations
 
@@ -315,6 +317,7 @@ DEB_ARCH_BITS = {"arm64": 64, "amd64": 64, "ppc64el": 64, "s390x": 64, "riscv64"
                  "armhf": 32, "armel": 32, "i386": 32}
 KERNEL_64BIT = ("aarch64", "arm64", "x86_64", "ppc64le", "s390x", "riscv64")
 KERNEL_ARM64 = ("aarch64", "arm64")
+KERNEL_ARMV7 = ("armv7l",)
 OCI_PLATFORM = {"armhf": "linux/arm (arm/v7, or arm/v6 on a Pi 1 or Zero)", "armel": "linux/arm/v5", "i386": "linux/386"}
 
 
@@ -689,11 +692,18 @@ def userland_packages(live: LiveState) -> str:
 def architecture_finding(live: LiveState) -> Finding:
     detail = "{} / {}".format(live.machine, live.userland_arch or "{}-bit".format(live.userland_bits))
     purpose = "which packages to install: the userland's architecture (dpkg), not the kernel's (uname -m), decides"
-    name = "64-bit kernel and userland"
+    name = "kernel and userland architecture"
+    packages = userland_packages(live)
+    if live.machine in KERNEL_ARMV7:
+        # A 32-bit ARMv7 kernel (Pi 2, 3 and 4 with 32-bit Raspberry Pi OS, Debian's armmp): the armhf packages
+        # run there (their pod test runs on Debian's armmp-lpae kernel).
+        return Finding(name, "platform", True, "enabled", detail, purpose,
+                       "install the armhf packages and run linux/arm/v7 images")
     if live.machine not in KERNEL_64BIT:
         return Finding(name, "platform", True, "missing", detail, purpose,
-                       "boot the 64-bit kernel: `arm_64bit=1` in config.txt (Pi 3, 4, 5), or install Raspberry Pi OS (64-bit)")
-    packages = userland_packages(live)
+                       "an ARMv7 or 64-bit kernel: the armhf packages are built for ARMv7 (GOARM=7), so an ARMv6 Pi "
+                       "(1, Zero) is not served; on a Pi 2 or later boot its ARMv7 kernel or, with `arm_64bit=1` in "
+                       "config.txt (Pi 3, 4, 5), the 64-bit one")
     if live.userland_bits != 64:
         images = OCI_PLATFORM.get(packages, "32-bit")
         return Finding(name, "platform", True, WARNING, detail, purpose, (

@@ -148,14 +148,19 @@ def run_pod_test(recipe: Recipe, settings: Settings, what: str, boot: Callable[.
             (inputs / "debs").mkdir(exist_ok=True)
             (inputs / "debs" / deb.name).write_bytes(deb.read_bytes())
         with boot(client, recipe, settings, base, inputs, debs, what, owner) as node:
+            started = getattr(node, "started", time.monotonic())  # an emulated node's: when QEMU started
             load_images(node, recipe, what)
             subids = {f: node.output(["cat", f"/etc/{f}"]).splitlines() for f in ("subuid", "subgid")} if recipe.subid_ranges else {}
             runs = [run_pod(node, what, default_runtime(recipe), recipe.cgroup_manager)]
+            seconds = {"to_first_pod": round(time.monotonic() - started)}
+            say(f"{what}: the first pod ran and was removed {seconds['to_first_pod']} s after the node started")
             switch_cgroup_manager(node, other_manager(recipe.cgroup_manager), what)
             runs.append(run_pod(node, what, default_runtime(recipe), other_manager(recipe.cgroup_manager)))
             switch_cgroup_manager(node, recipe.cgroup_manager, what)
+            critest_started = time.monotonic()
             critest = run_critest(node, what) if critest_too else NO_CRITEST  # last: its failing specs may leave pods behind
-    report = {"recipe": recipe.name, "target": recipe.target.name, "runs": runs, "critest": critest, "subids": subids}
+            seconds["critest"] = round(time.monotonic() - critest_started)
+    report = {"recipe": recipe.name, "target": recipe.target.name, "runs": runs, "critest": critest, "subids": subids, "seconds": seconds}
     written = write_report(settings.artifacts / recipe.name, report, debs)  # beside SHA256SUMS, which it leaves as it is
     for run in runs:
         say(f"{what}: with cgroup_manager {run['cgroup_manager']}, pod {run['pod_ip']} ran 2 containers on {recipe.target.distro} "
@@ -165,7 +170,7 @@ def run_pod_test(recipe: Recipe, settings: Settings, what: str, boot: Callable[.
     else:
         say(f"{what}: critest {critest['passed']} passed, {critest['failed']} failed, {critest['skipped']} skipped, "
               f"{critest['needs_internet']} needing images from the internet, {critest['needs_image']} failing only for our stand-in image, "
-              f"of {critest['specs']} specs")  # fmt: skip
+              f"of {critest['specs']} specs, in {seconds['critest']} s")  # fmt: skip
     say(f"{what}: report {' and '.join(str(p) for p in written)}")
 
 

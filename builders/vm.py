@@ -61,7 +61,10 @@ BOARDS = {
 }
 # What every node has besides the kernel: systemd as PID 1, udev for the disks, the guest agent that runs our
 # commands, networkd for QEMU's DHCP; kmod and iptables for what crio and the CNI plugins load and set.
-NODE_PACKAGES = ("systemd-sysv", "udev", "dbus", "qemu-guest-agent", "kmod", "iproute2", "iptables", "procps", "python3")  # python3: cri-o's kernel check
+# Debian's kernel enables AppArmor (a container's engine hides it): critest's AppArmor specs then load their
+# profiles with `sudo apparmor_parser`, as on CRI-O's CI hosts.
+NODE_PACKAGES = ("systemd-sysv", "udev", "dbus", "qemu-guest-agent", "kmod", "iproute2", "iptables", "procps",
+                 "python3", "apparmor", "sudo")  # python3: cri-o's kernel check
 # Before the kernel is installed: an initrd of just what mounts the root disk (initramfs-tools would copy most of
 # the kernel's modules, slowly, under emulation), and none of the drivers no emulated node has.
 KERNEL_SETUP = r"""set -e
@@ -265,6 +268,10 @@ class Node:
     def __init__(self, machine: Machine, what: str) -> None:
         self.machine = machine
         self.what = what
+
+    @property
+    def started(self) -> float:
+        return self.machine.started
 
     def run(self, argv: list[str], env: dict[str, str] | None = None) -> tuple[int, str, str]:
         return self.machine.guest.run(argv, env)

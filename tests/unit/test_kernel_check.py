@@ -337,12 +337,13 @@ def test_unreadable_proc_cgroups_is_unknown_not_missing(tmp_path):
 @pytest.mark.parametrize("machine, userland, status, exit_code, packages", [
     ("aarch64", "arm64", "enabled", 0, "arm64"),
     ("aarch64", "armhf", "warning", 0, "armhf"),   # Raspberry Pi OS 32-bit booting the 64-bit kernel: armhf packages
-    ("armv7l", "armhf", "missing", 1, None),       # 32-bit kernel
+    ("armv7l", "armhf", "enabled", 0, "armhf"),    # a 32-bit ARMv7 kernel (Pi 2; Debian's armmp): the armhf packages run
+    ("armv6l", "armhf", "missing", 1, None),       # an ARMv6 Pi (1, Zero): the armhf packages are ARMv7
     ("x86_64", "amd64", "enabled", 0, "amd64"),
 ])
 def test_userland_and_kernel_word_size(tmp_path, machine, userland, status, exit_code, packages):
     report = live_check(fake_root(tmp_path, config=DEBIAN), "1.20.9", machine=machine, userland=userland)
-    platform = by_name(report.findings)["64-bit kernel and userland"]
+    platform = by_name(report.findings)["kernel and userland architecture"]
     assert platform.status == status and platform.detail == f"{machine} / {userland}"
     assert report.exit_code == exit_code
     if packages:
@@ -364,7 +365,7 @@ def test_userland_arch_comes_from_dpkg_on_path(tmp_path, monkeypatch):
     monkeypatch.setenv("PATH", str(fake_dpkg(tmp_path, "armhf")))
     live = kc.read_live_state(fake_root(tmp_path), machine="aarch64")
     assert (live.userland_arch, live.userland_bits) == ("armhf", 32)
-    assert by_name(kc.live_findings(live, "1.18.6"))["64-bit kernel and userland"].status == "warning"
+    assert by_name(kc.live_findings(live, "1.18.6"))["kernel and userland architecture"].status == "warning"
 
 
 def test_without_dpkg_the_word_size_of_python_decides(tmp_path, monkeypatch):
@@ -532,7 +533,7 @@ def boot_check(tmp_path: Path, boot: Boot, version: str = "1.20.9") -> kc.Report
 PI5_LITE = Boot("6.12.34+rpt-rpi-2712", "pi5-trixie-lite", "trixie-lite", "memory-off", page_size=16384)
 PI5_FIXED = Boot("6.12.34+rpt-rpi-2712", "pi5-trixie-lite-fixed", "trixie-lite-fixed", page_size=16384)
 PI4_ARMHF = Boot("6.12.75+rpt-rpi-v8", "pi4-trixie-armhf", "trixie-lite-fixed", config=PI_V8, userland="armhf")
-MEMORY, PIDS, PAGE, ARCH = "memory cgroup (live)", "pids cgroup (live)", "page size", "64-bit kernel and userland"
+MEMORY, PIDS, PAGE, ARCH = "memory cgroup (live)", "pids cgroup (live)", "page size", "kernel and userland architecture"
 
 PI_TABLE = [
     # (id, boot, exit code, {finding: status}, finding whose hint is read, fragments it has, fragments it must not have)
@@ -659,7 +660,7 @@ def test_pi_findings_reach_the_text_report(tmp_path):
 
 def test_ready_with_warnings_says_so(tmp_path):
     assert kc.summary(boot_check(tmp_path, PI5_FIXED)).endswith("needs; but read the warnings: page size")
-    assert kc.summary(boot_check(tmp_path / "armhf", PI4_ARMHF)).endswith("warnings: 64-bit kernel and userland")
+    assert kc.summary(boot_check(tmp_path / "armhf", PI4_ARMHF)).endswith("warnings: kernel and userland architecture")
 
 
 def test_pi_findings_in_json_have_the_usual_shape(tmp_path):

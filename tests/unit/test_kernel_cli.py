@@ -208,7 +208,7 @@ def test_running_machine_gets_a_verdict_consistent_with_its_findings(version):
     assert result.returncode == (1 if blocking else 0), blocking
     names = {f["name"] for f in data["findings"]}
     assert {"CONFIG_HUGETLBFS", "CONFIG_CGROUP_HUGETLB", "hugetlb cgroup (live)"} <= names
-    assert any(f["name"] == "64-bit kernel and userland" for f in data["findings"])
+    assert any(f["name"] == "kernel and userland architecture" for f in data["findings"])
     hugetlb_required = {f["required"] for f in data["findings"] if f["group"] == "hugetlb"}
     assert hugetlb_required == {version == "1.18.0"}
 
