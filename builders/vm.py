@@ -80,7 +80,11 @@ printf '[Match]\nName=en* eth*\n[Network]\nDHCP=yes\n' > /etc/systemd/network/10
 systemctl enable systemd-networkd qemu-guest-agent
 echo 'nameserver 10.0.2.3' > /etc/resolv.conf.criobuild
 echo '/dev/vda / ext4 defaults 0 1' > /etc/fstab
+# systemd left securityfs unmounted on these boots, and without it AppArmor (which the kernel enables) can load
+# no profile: apparmor.service's assertion fails and so does critest's `apparmor_parser`.
+echo 'securityfs /sys/kernel/security securityfs nosuid,nodev,noexec 0 0' >> /etc/fstab
 echo pi > /etc/hostname.criobuild
+printf '127.0.0.1 localhost\n127.0.1.1 pi\n::1 localhost ip6-localhost ip6-loopback\n' > /etc/hosts.criobuild  # sudo resolves its host
 """
 DISK_GIB = 6
 MEMORY_MIB = 2048
@@ -139,7 +143,7 @@ def disk_maker(client: docker.DockerClient, base_source: str) -> str:
 
 def make_disk(client: docker.DockerClient, node: Container, maker: str, out: Path, what: str) -> None:
     """out/disk.img (ext4 of the node container's filesystem, its root), out/vmlinuz and out/initrd.img."""
-    finish = "mv /rootfs/etc/resolv.conf.criobuild /rootfs/etc/resolv.conf && mv /rootfs/etc/hostname.criobuild /rootfs/etc/hostname && : > /rootfs/etc/machine-id"
+    finish = "mv /rootfs/etc/resolv.conf.criobuild /rootfs/etc/resolv.conf && mv /rootfs/etc/hostname.criobuild /rootfs/etc/hostname && mv /rootfs/etc/hosts.criobuild /rootfs/etc/hosts && : > /rootfs/etc/machine-id"
     with Container(client, maker, volumes={str(out): {"bind": "/out", "mode": "rw"}}, what=f"{what}: the disk", owner=node.owner) as box:
         box.call(["mkdir", "-p", "/rootfs"])
         box.container.put_archive("/rootfs", node.container.export())
