@@ -9,11 +9,13 @@ repository. The pause image from cri-o's tree. Each pin's comment names where it
 """
 from __future__ import annotations
 
+import contextlib
 import difflib
 import json
 import re
 import tomllib
 from dataclasses import dataclass
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -25,10 +27,10 @@ from .components import UPSTREAMS, upstream
 from .components import cri_o as crio_module
 from .errors import BuildError, RecipeError
 from .go_toolchain import OFFICIAL_DOWNLOADS
-from .lifecycle import write_atomically
+from .lifecycle import temporary_dir, write_atomically
 from .recipe import Component, build_recipe, check_go_pins_agree, check_keys, load_recipe
 from .settings import Settings
-from .sources import clone_dir, ensure_pinned, newest_patch_tag, remote_refs, run_git
+from .sources import fetch, fetch_failed, git_ok, newest_patch_tag, remote_refs, run_git
 from .tasks import as_action
 from .view import say
 
@@ -68,8 +70,13 @@ class CrioTree:
         return f"{repo_name(self.pin.repo)}@{self.pin.commit}:{path}"
 
     def read(self, path: str) -> str | None:
-        status, out, _ = run_git("show", f"{self.pin.commit}:{path}", git_dir=self.git_dir)
-        return out if status == 0 else None
+        """The file at the pinned commit, None if the tree has none (its blob is fetched now: a partial clone)."""
+        if not run_git("ls-tree", self.pin.commit, "--", path, git_dir=self.git_dir)[1].strip():
+            return None
+        status, out, err = run_git("show", f"{self.pin.commit}:{path}", git_dir=self.git_dir)
+        if status != 0:
+            raise fetch_failed(self.pin, err, f"{path} at {self.pin.commit}")
+        return out
 
     def find(self, path: str, pattern: re.Pattern[str], what: str) -> str:
         text = self.read(path)
@@ -98,8 +105,8 @@ def recipe_path(minor: str, settings: Settings, replace: bool) -> Path:
     return path
 
 
-def find_crio(minor: str, settings: Settings) -> CrioTree:
-    """The newest vX.Y.Z tag of minor, else the tip of release-X.Y; fetched into the clone cache."""
+def find_crio(minor: str) -> Component:
+    """The newest vX.Y.Z tag of minor, else the tip of release-X.Y."""
     repo, branch = upstream("cri-o").repo, f"release-{minor}"
     refs = remote_refs(Component(name="cri-o", repo=repo, commit="0" * 40, version="0"))
     tag = newest_patch_tag([r.removeprefix("refs/tags/") for r in refs if r.startswith("refs/tags/")], minor)
@@ -111,9 +118,18 @@ def find_crio(minor: str, settings: Settings) -> CrioTree:
             hint=f"its newest release branches: {', '.join(branches[-3:]) or 'none'}; a minor gets its recipe once it is branched",
         )
     commit = refs[f"refs/tags/{tag}"] if tag else refs[f"refs/heads/{branch}"]
-    pin = Component(name="cri-o", repo=repo, commit=commit, version=tag[1:] if tag else f"{minor}.0-dev", tag=tag, branch=on_branch)
-    ensure_pinned(pin, settings, report=False)
-    return CrioTree(pin, clone_dir(pin, settings))
+    return Component(name="cri-o", repo=repo, commit=commit, version=tag[1:] if tag else f"{minor}.0-dev", tag=tag, branch=on_branch)
+
+
+@contextlib.contextmanager
+def crio_tree(pin: Component, settings: Settings) -> Iterator[CrioTree]:
+    """cri-o's tree at pin in a throwaway partial clone: its trees now, a file's blob when it is read
+    (a few hundred KiB, where the builds' clone cache holds all of cri-o)."""
+    with temporary_dir(settings.cache, "new-recipe") as git_dir:
+        git_ok("init", "--quiet", "--bare", str(git_dir))
+        git_ok("remote", "add", "origin", pin.repo, git_dir=git_dir)
+        fetch(git_dir, pin, "--depth=1", "--filter=blob:none", "origin", pin.commit)
+        yield CrioTree(pin, git_dir)
 
 
 def dev_version(tree: CrioTree, minor: str) -> tuple[str, str]:
@@ -276,7 +292,17 @@ def write_new_recipe(minor: str, settings: Settings, replace: bool = False) -> t
     if not MINOR_RE.match(minor):
         raise RecipeError(f"`doit new:{minor}`: {minor!r} is not a CRI-O minor", hint="name it as X.Y, e.g. doit new:1.38")
     path = recipe_path(minor, settings, replace)
-    tree = find_crio(minor, settings)
+    with crio_tree(find_crio(minor), settings) as tree:
+        text = read_recipe(minor, tree, settings, path)
+    old = path.read_text() if path.exists() else None
+    check_new_recipe(path, text)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    write_atomically(path, text)
+    return path, old
+
+
+def read_recipe(minor: str, tree: CrioTree, settings: Settings, path: Path) -> str:
+    """The new recipe's text, or a RecipeError listing everything that could not be found."""
     problems: list[str] = []
     dev = attempt(problems, dev_version, tree, minor) if not tree.pin.tag else None
     go = attempt(problems, go_pin, tree, settings)
@@ -288,12 +314,7 @@ def write_new_recipe(minor: str, settings: Settings, replace: bool = False) -> t
             f"writing {path} failed because these could not be found:\n" + "\n".join(f"  - {p}" for p in problems),
             hint="nothing was written; a pin that upstream does not name is a decision for a person: write the recipe by hand (see recipes/)",
         )
-    text = recipe_text(minor, tree, go, (image, f"{tree.where(path_)}"), companions, dev)
-    old = path.read_text() if path.exists() else None
-    check_new_recipe(path, text)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    write_atomically(path, text)
-    return path, old
+    return recipe_text(minor, tree, go, (image, tree.where(path_)), companions, dev)
 
 
 def check_new_recipe(path: Path, text: str) -> None:
