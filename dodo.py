@@ -10,7 +10,8 @@ from builders.view import BuildView
 lifecycle.install_signal_handlers()  # SIGTERM and SIGHUP clean up as Ctrl-C does
 try:
     SETTINGS = load_settings()
-    RECIPE_FILES = load_all(SETTINGS.recipes)  # each for its own target: crio-1.36 is Debian trixie arm64
+    NEW_MINORS = tasks.requested_minors(sys.argv[1:])  # `doit new:1.38`: any minor, so only those asked for
+    RECIPE_FILES = load_all(SETTINGS.recipes, empty_ok=bool(NEW_MINORS))  # each for its own target: crio-1.36 is Debian trixie arm64
     RECIPES = [r for recipe in RECIPE_FILES for r in for_every_target(recipe)]  # and crio-1.36@bookworm-armhf …
     tasks.check_requested(sys.argv[1:], RECIPES, RECIPE_FILES, SETTINGS.recipes)
 except BuildError as error:
@@ -48,8 +49,16 @@ def task_source():
             yield sources.source_task(recipe, name, SETTINGS)
 
 
+def task_new():
+    """Write the recipe of a new CRI-O minor from upstream: `doit new:1.38` (`--replace` writes an existing one again)."""
+    from builders import new_recipe
+
+    for minor in NEW_MINORS:
+        yield new_recipe.new_task(minor, SETTINGS)
+
+
 def task_pin():
-    """Move a recipe to the newest cri-o patch tag (rewrites the recipe; review the diff)."""
+    """Move every recipe (or one: `doit pin:crio-1.36`) to its newest cri-o patch tag; review the diff."""
     from builders import sources
 
     for recipe in RECIPE_FILES:

@@ -156,7 +156,10 @@ def load_recipe(path: Path) -> Recipe:
     return build_recipe(path, data)
 
 
-def load_all(directory: Path) -> list[Recipe]:
+def load_all(directory: Path, empty_ok: bool = False) -> list[Recipe]:
+    """Every crio-<minor>.toml in directory; none (or no directory) is an error unless empty_ok (`doit new` writes the first)."""
+    if empty_ok and not any(directory.glob("crio-*.toml")):
+        return []
     if not directory.is_dir():
         raise RecipeError(
             f"recipe directory {directory} does not exist",

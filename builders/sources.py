@@ -686,24 +686,24 @@ def update_pins(recipe_path: Path, settings: Settings) -> list[str]:
     refs = remote_refs(crio)
     tags = [r.removeprefix("refs/tags/") for r in refs if r.startswith("refs/tags/")]
     newest = newest_patch_tag(tags, minor)
-    if newest is None:
+    if newest is None and not (crio.branch and not crio.tag):
         raise SourceError(
             f"updating cri-o's pin failed because {crio.repo} has no v{minor}.Z tag",
             hint=f"tags it has: {list_refs(refs, 'refs/tags/', 'v' + minor)}",
         )
-    new_crio = replace(crio, tag=newest, commit=refs[f"refs/tags/{newest}"], version=newest[1:])
-    ensure_pinned(new_crio, settings, report=True)  # proves the tag is on the release branch
-    if (new_crio.tag, new_crio.commit) != (crio.tag, crio.commit):
-        updates = {"tag": new_crio.tag, "commit": new_crio.commit}
-        if crio.version != new_crio.version and crio.version == (crio.tag or "").removeprefix("v"):
-            if re.search(r"^\s*version\s*=", section_text(text, "components.cri-o"), re.MULTILINE):
-                updates["version"] = new_crio.version
-        text = rewrite_table(text, "components.cri-o", updates, recipe_path)
-        old = f"{crio.tag} ({short(crio.commit)})" if crio.tag else f"{crio.branch} ({short(crio.commit)})"
-        changes.append(f"cri-o: {old} -> {new_crio.tag} ({short(new_crio.commit)})")
+    if newest is None:
+        say(f"cri-o: {crio.repo} has no v{minor}.Z tag yet: {crio.branch} stays a branch pin at its tip")
+    else:
+        new_crio = replace(crio, tag=newest, commit=refs[f"refs/tags/{newest}"], version=newest[1:])
+        ensure_pinned(new_crio, settings, report=True)  # proves the tag is on the release branch
+        if (new_crio.tag, new_crio.commit) != (crio.tag, crio.commit):
+            text = rewrite_table(text, "components.cri-o", {"tag": new_crio.tag, "commit": new_crio.commit}, recipe_path)
+            text = update_version(text, crio, new_crio, recipe_path)
+            old = f"{crio.tag} ({short(crio.commit)})" if crio.tag else f"{crio.branch} ({short(crio.commit)})"
+            changes.append(f"cri-o: {old} -> {new_crio.tag} ({short(new_crio.commit)})")
 
     for name, component in recipe.components.items():
-        if name == "cri-o" or component.tag or not component.branch:
+        if (name == "cri-o" and newest) or component.tag or not component.branch:
             continue
         tip = remote_refs(component).get(f"refs/heads/{component.branch}")
         if tip is None:
@@ -717,6 +717,25 @@ def update_pins(recipe_path: Path, settings: Settings) -> list[str]:
     if changes:
         write_recipe(recipe_path, text)
     return changes
+
+
+def update_version(text: str, crio: Component, new_crio: Component, recipe_path: Path) -> str:
+    """An explicit version that was the old tag's follows the new tag; a branch snapshot's (1.37.0-dev) goes,
+    and with it its comment: the version is then the tag's."""
+    if crio.version == new_crio.version or not re.search(r"^\s*version\s*=", section_text(text, "components.cri-o"), re.MULTILINE):
+        return text
+    if crio.tag and crio.version == crio.tag.removeprefix("v"):
+        return rewrite_table(text, "components.cri-o", {"version": new_crio.version}, recipe_path)
+    if not crio.tag:
+        return drop_key(text, "components.cri-o", "version")
+    return text
+
+
+def drop_key(text: str, table: str, key: str) -> str:
+    lines = text.splitlines(keepends=True)
+    start = next(i for i, ln in enumerate(lines) if table_name(ln) == table)
+    end = next((i for i in range(start + 1, len(lines)) if lines[i].lstrip().startswith("[")), len(lines))
+    return "".join(ln for i, ln in enumerate(lines) if not (start < i < end and re.match(rf"^\s*{re.escape(key)}\s*=", ln)))
 
 
 def section_text(text: str, table: str) -> str:

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import difflib
 import functools
+import re
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -109,6 +110,18 @@ def check_requested(argv: list[str], recipes: list[Recipe], recipe_files: list[R
             raise BuildError(f"`{arg}`: pin takes a recipe, not a target", hint=f"doit pin:{recipe}")
         targets = [r.name.partition("@")[2] for r in recipes if r.name.startswith(f"{recipe}@")]
         raise BuildError(f"there is no target {target!r} for {recipe} (asked for by `{arg}`)", hint=f"targets: {', '.join(closest_first(target, targets))}; without @<target>: {next(r.target.name for r in recipe_files if r.name == recipe)}")
+
+
+def requested_minors(argv: list[str]) -> list[str]:
+    """The minors of `doit new:1.38` on the command line; a bare `doit new` or `new:abc` is refused."""
+    words = [a for a in argv if not a.startswith("-")]
+    if words[:1] == ["new"]:
+        raise BuildError("`doit new` needs the CRI-O minor to write a recipe for", hint="e.g. doit new:1.38")
+    minors = [a.removeprefix("new:") for a in words if a.startswith("new:")]
+    for minor in minors:
+        if not re.fullmatch(r"\d+\.\d+", minor):
+            raise BuildError(f"`doit new:{minor}`: {minor!r} is not a CRI-O minor", hint="name it as X.Y, e.g. doit new:1.38")
+    return minors
 
 
 def closest_first(word: str, choices: list[str]) -> list[str]:

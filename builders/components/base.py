@@ -126,6 +126,18 @@ class Upstream:
     # Under qemu-user, run version_command from a read-only copy of the container (a program that
     # re-executes itself from a memfd unless its binary is read-only, which qemu-user cannot follow).
     emulated_read_only = False
+    # Where cri-o's tree names the release of this companion it was tested with, most trusted first:
+    # (path in cri-o's tree, key there). `doit new` reads them (builders/new_recipe.py).
+    named_in: tuple[tuple[str, str], ...] = ()
+
+    @property
+    def repo(self) -> str:
+        """The upstream's git repository, as a new recipe names it (the package's homepage is that page)."""
+        return self.package.homepage
+
+    def new_pin_lines(self, version: str) -> list[str]:
+        """Lines a new recipe adds to this component's table at version (build tags, with why)."""
+        return []
 
     def build_packages(self, pin: Component) -> tuple[str, ...]:
         """Debian packages its build needs in the builder image, beyond the common ones."""

@@ -26,6 +26,7 @@ class CniPlugins(Upstream):
         former_names=("containernetworking-plugins",),
     )  # fmt: skip
     licenses = (License("Apache-2.0", "LICENSE"),)
+    named_in = (("scripts/versions", "cni-plugins"), ("contrib/test/ci/build/plugins.yml", "version"))
 
     def steps(self, recipe: Recipe, pin: Component) -> list[Step]:
         return [

@@ -35,6 +35,7 @@ class Conmon(Upstream):
     )  # fmt: skip
     licenses = (License("Apache-2.0", "LICENSE"),)
     version_command = ("conmon", "--version")
+    named_in = (("scripts/versions", "conmon"),)
 
     def build_packages(self, pin: Component) -> tuple[str, ...]:
         return ("libglib2.0-dev", "libsystemd-dev", "libseccomp-dev", "go-md2man", "help2man")

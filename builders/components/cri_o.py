@@ -61,6 +61,9 @@ ERAS = Eras(
 )
 
 
+NEW_BUILDTAGS = ("containers_image_ostree_stub", "containers_image_openpgp", "exclude_graphdriver_btrfs", "exclude_graphdriver_devicemapper", "seccomp")
+
+
 class CriO(Upstream):
     name = "cri-o"
     package = Package(
@@ -77,6 +80,13 @@ class CriO(Upstream):
     )  # fmt: skip
     licenses = (License("Apache-2.0", "LICENSE"),)
     version_command = ("crio", "--version")
+    # What `doit new` reads from cri-o's tree besides go.mod and the companions' files: (path, pattern).
+    version_source = ("internal/version/version.go", re.compile(r'const Version = "([^"]+)"'))
+    pause_image_source = ("pkg/config/config_linux.go", re.compile(r'DefaultPauseImage\s+string\s*=\s*"([^"]+)"'))
+
+    def new_pin_lines(self, version: str) -> list[str]:
+        return ["# Pure-Go signature checks (no gpgme at run time); no btrfs or devicemapper graph drivers (overlay on a Pi).",
+                "buildtags = [" + ", ".join(f'"{t}"' for t in NEW_BUILDTAGS) + "]"]
 
     def build_packages(self, pin: Component) -> tuple[str, ...]:
         return ("libseccomp-dev", "libgpgme-dev", "libglib2.0-dev", "libsystemd-dev", "go-md2man")

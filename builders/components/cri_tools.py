@@ -39,6 +39,7 @@ class CriTools(Upstream):
     )  # fmt: skip
     licenses = (License("Apache-2.0", "LICENSE"),)
     version_command = ("crictl", "--version")
+    named_in = (("scripts/versions", "cri-tools"), ("contrib/test/ci/vars.yml", "cri_tools_git_version"))
 
     def build_packages(self, pin: Component) -> tuple[str, ...]:
         return ("help2man",)

@@ -43,6 +43,7 @@ class Crun(Upstream):
     # filesystem (src/libcrun/cloned_binary.c); qemu-user cannot exec the memfd, so `crun --version`
     # exits 1 with no output there. On a Pi (native) the installed path runs as it is.
     emulated_read_only = True
+    named_in = (("scripts/versions", "crun"), ("contrib/test/ci/vars.yml", "crun_git_version"))
 
     def build_packages(self, pin: Component) -> tuple[str, ...]:
         return (

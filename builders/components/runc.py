@@ -20,9 +20,15 @@ IMPORT_PATH = "github.com/opencontainers/runc"
 @dataclass(frozen=True)
 class Era:
     gopath: bool  # no go.mod yet: the tree must sit at $GOPATH/src/<import path>
+    buildtags: tuple[str, ...] = ()  # what a new recipe pins as BUILDTAGS (none: upstream's default)
 
 
-ERAS = Eras(Era(gopath=True), ("1.0.0-rc92", {"gopath": False}))
+ERAS = Eras(
+    Era(gopath=True),
+    ("1.0.0-rc92", {"gopath": False}),
+    ("1.5.0", {"buildtags": ("seccomp", "urfave_cli_no_docs")}),
+)
+WHY_BUILDTAGS = "v1.5 adds the libpathrs tag by default, a Rust library Debian does not ship: upstream's other defaults."
 
 
 class Runc(Upstream):
@@ -38,6 +44,13 @@ class Runc(Upstream):
     licenses = (License("Apache-2.0", "LICENSE"),)
     version_command = (f"{RUNTIME_DIR}/runc", "--version")
     runtime = Runtime("runc", f"{RUNTIME_DIR}/runc", "/run/runc")
+    named_in = (("scripts/versions", "runc"), ("contrib/test/ci/vars.yml", "runc_git_version"))
+
+    def new_pin_lines(self, version: str) -> list[str]:
+        tags = ERAS.at(version).buildtags
+        if not tags:
+            return []
+        return [f"# {WHY_BUILDTAGS}", "buildtags = [" + ", ".join(f'"{t}"' for t in tags) + "]"]
 
     def build_packages(self, pin: Component) -> tuple[str, ...]:
         return ("libseccomp-dev", "go-md2man")

@@ -88,7 +88,7 @@ def test_repos_have_the_promised_tags_and_branches(upstreams):
         return int(run("git", "rev-list", "--count", revs, cwd=upstreams[name].path).stdout)
 
     crio = upstreams["cri-o"]
-    assert crio.branch == "release-1.18" and set(crio.branches) == {"main", "release-1.18", "release-1.36"}
+    assert crio.branch == "release-1.18" and set(crio.branches) == {"main", "release-1.18", "release-1.36", "release-1.37"}
     assert count("cri-o", f"v1.18.1..{crio.branch_tip}") == 1
     # main has its own later commit, not on the release branch; release-1.36 forks off main
     assert count("cri-o", "release-1.18..main") == 1
