@@ -95,7 +95,7 @@ def node_task(recipe: Recipe, settings: Settings) -> dict[str, Any]:
         "task_dep": [f"sums:{recipe.name}"],  # as pod_task: a .deb rebuilt for it is summed before the report names it
         "uptodate": [False],  # a test: it runs whenever asked
         "params": [
-            {"name": "cmdline", "long": "cmdline", "default": "", "help": "more kernel command line, e.g. cgroup_disable=memory (as a Pi 5 boots)"},
+            {"name": "cmdline", "long": "cmdline", "default": "", "help": "more kernel command line, e.g. --cmdline=cgroup_disable=memory (as a Pi 5 boots; with '=': doit takes a bare name=value as its own variable)"},
             {"name": "kernel", "long": "kernel", "default": "", "help": "Debian's kernel package to boot, e.g. linux-image-arm64-16k (16K pages, as the Pi 5's kernel)"},
             {"name": "critest", "long": "critest", "type": bool, "default": True, "inverse": "no-critest", "help": "run critest after the pods (--no-critest: the pods only)"},
         ],
@@ -128,9 +128,28 @@ def node_test(recipe: Recipe, settings: Settings, cmdline: str = "", kernel: str
     line and Debian's kernel package may be chosen (a Pi's `cgroup_disable=memory`, linux-image-arm64-16k)."""
     from . import vm
 
+    check_node_options(cmdline, kernel)
     vm.check_host(recipe.target.arch)
     boot = functools.partial(emulated_node, cmdline=cmdline, kernel=kernel)
     run_pod_test(recipe, settings, f"pod test of {recipe.name} on an emulated {recipe.target.arch} node", boot, critest)
+
+
+def check_node_options(cmdline: str, kernel: str, stray: dict[str, str] | None = None) -> None:
+    """doit takes a bare `name=value` argument as one of its own variables, so `--cmdline cgroup_disable=memory`
+    reaches us as an empty --cmdline (or as the next option), and the kernel would boot without it."""
+    import doit.doit_cmd
+
+    if stray is None:
+        stray = dict(getattr(doit.doit_cmd, "_CMDLINE_VARS", None) or {})
+    words = " ".join(f"{name}={value}" for name, value in stray.items())
+    for option, value in (("--cmdline", cmdline), ("--kernel", kernel)):
+        if value.startswith("-"):
+            raise ContainerError(f"{option} has no value: it got the next option, {value!r}", hint=f"write `{option}=<value>`")
+    if stray:
+        raise ContainerError(
+            f"doit took {words} as a variable of its own, not as part of an option: the node would boot without it",
+            hint=f"for the kernel's command line join it to the option: `doit node:<recipe> --cmdline={words}` (quote it for more than one)",
+        )
 
 
 def run_pod_test(recipe: Recipe, settings: Settings, what: str, boot: Callable[..., Any], critest_too: bool = True) -> None:

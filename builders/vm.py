@@ -80,9 +80,10 @@ printf '[Match]\nName=en* eth*\n[Network]\nDHCP=yes\n' > /etc/systemd/network/10
 systemctl enable systemd-networkd qemu-guest-agent
 echo 'nameserver 10.0.2.3' > /etc/resolv.conf.criobuild
 echo '/dev/vda / ext4 defaults 0 1' > /etc/fstab
-# systemd left securityfs unmounted on these boots, and without it AppArmor (which the kernel enables) can load
-# no profile: apparmor.service's assertion fails and so does critest's `apparmor_parser`.
-echo 'securityfs /sys/kernel/security securityfs nosuid,nodev,noexec 0 0' >> /etc/fstab
+# systemd left securityfs unmounted on these boots (and ignores an API file system in fstab); without it AppArmor,
+# which the kernel enables, can load no profile: apparmor.service's assertion fails, and critest's apparmor_parser.
+printf '[Unit]\nDefaultDependencies=no\nBefore=sysinit.target apparmor.service\nConditionPathIsMountPoint=!/sys/kernel/security\n[Mount]\nWhat=securityfs\nWhere=/sys/kernel/security\nType=securityfs\nOptions=nosuid,nodev,noexec\n[Install]\nWantedBy=sysinit.target\n' > /etc/systemd/system/sys-kernel-security.mount
+systemctl enable sys-kernel-security.mount
 echo pi > /etc/hostname.criobuild
 printf '127.0.0.1 localhost\n127.0.1.1 pi\n::1 localhost ip6-localhost ip6-loopback\n' > /etc/hosts.criobuild  # sudo resolves its host
 """

@@ -161,3 +161,14 @@ def test_the_stand_in_image_carries_every_program_critest_runs_and_a_sh_that_run
     assert "busybox-static" not in pod.IMAGE_PACKAGES  # its sh runs its own ls, never a masked /bin/ls
     assert set(pod.IMAGE_PROGRAMS) == {"pgrep", "ipcs"}  # critest's HostPID (pgrep) and HostIpc (ipcs -m) specs
     assert {"procps", "util-linux", "busybox"} <= set(pod.IMAGE_PACKAGES)
+
+
+def test_node_options_refuse_what_doit_took_as_its_own_variable() -> None:
+    # `doit node:crio-1.36 --cmdline cgroup_disable=memory --no-critest`: doit keeps cgroup_disable=memory as a
+    # variable and hands --cmdline the next option; the node would boot with its memory cgroup after all.
+    with pytest.raises(ContainerError, match=r"--cmdline has no value: it got the next option, '--no-critest'"):
+        pod.check_node_options("--no-critest", "", stray={"cgroup_disable": "memory"})
+    with pytest.raises(ContainerError, match=r"doit took cgroup_disable=memory as a variable of its own") as error:
+        pod.check_node_options("", "", stray={"cgroup_disable": "memory"})
+    assert "--cmdline=cgroup_disable=memory" in error.value.hint
+    pod.check_node_options("cgroup_disable=memory", "linux-image-arm64-16k", stray={})
