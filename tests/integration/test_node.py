@@ -31,6 +31,7 @@ def test_the_emulated_node_boots_the_packages_under_systemd_and_leaves_nothing(p
     console = (pipeline_1_36.artifacts / "logs" / "node-console.log").read_text(errors="replace")
     assert "Linux version" in console and ("aarch64" in console or "arm64" in console)
     assert "Reached target" in console and "reboot: Power down" in console  # booted by systemd, powered off at the end
+    assert "Detected virtualization docker" not in console  # a machine, not a container: systemd mounts securityfs, runs udev
     nodes = pipeline_1_36.root / "cache" / "nodes"
     assert subprocess.run(["pgrep", "-f", f"qemu-system-aarch64 .*{nodes}"], capture_output=True).returncode == 1, "no QEMU of this run is left"
     assert list(nodes.glob("*")) == []  # the disk went with it
