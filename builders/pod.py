@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterator
 
 from .acceptance import APT_ENV
-from .arch import host_arch
+from .arch import Arch, host_arch
 from .container import Container
 from .errors import ContainerError
 from .lifecycle import temporary_dir
@@ -162,7 +162,7 @@ def run_pod_test(recipe: Recipe, settings: Settings, what: str, boot: Callable[.
     base = ensure_base_image(client, recipe.target, settings.base_source)
     owner = str(settings.artifacts / recipe.name)
     with temporary_dir(settings.cache, "pod") as inputs:
-        make_images(client, base, inputs / "images", what, owner)
+        make_images(client, base, recipe.target.arch, inputs / "images", what, owner)
         for deb in debs:
             (inputs / "debs").mkdir(exist_ok=True)
             (inputs / "debs" / deb.name).write_bytes(deb.read_bytes())
@@ -280,7 +280,7 @@ chroot /out/busybox /bin/sh -c 'ls -d /tmp && pgrep --version && ipcs -V'  # eac
 """
 
 
-def make_images(client: Any, base: str, out: Path, what: str, owner: str) -> None:
+def make_images(client: Any, base: str, arch: Arch, out: Path, what: str, owner: str) -> None:
     """pause.tar, busybox.tar and webserver.tar (docker-archive) in out: the pause program built static, and
     the stand-in busybox image (MAKE_IMAGES) with busybox's httpd as the web server."""
     with Container(client, base, what=f"{what}: making the images", owner=owner, network="bridge") as box:
@@ -290,14 +290,15 @@ def make_images(client: Any, base: str, out: Path, what: str, owner: str) -> Non
         box.call(["sh", "-c", MAKE_IMAGES])
         box.copy_out("/out", out / "rootfs")
     out.mkdir(parents=True, exist_ok=True)
-    image_archive(client, out / "rootfs" / "pause", ["/pause"], out / "pause.tar", owner)
-    image_archive(client, out / "rootfs" / "busybox", ["/bin/sh"], out / "busybox.tar", owner)
+    image_archive(client, out / "rootfs" / "pause", ["/pause"], arch, out / "pause.tar", owner)
+    image_archive(client, out / "rootfs" / "busybox", ["/bin/sh"], arch, out / "busybox.tar", owner)
     serve = "mkdir -p /www && echo criobuild-webserver > /www/index.html && exec httpd -f -p 80 -h /www"
-    image_archive(client, out / "rootfs" / "busybox", ["/bin/sh", "-c", serve], out / "webserver.tar", owner)
+    image_archive(client, out / "rootfs" / "busybox", ["/bin/sh", "-c", serve], arch, out / "webserver.tar", owner)
 
 
-def image_archive(client: Any, rootfs: Path, entrypoint: list[str], dest: Path, owner: str) -> None:
-    """A one-layer image of rootfs saved as a docker-archive (what skopeo reads); the engine keeps nothing."""
+def image_archive(client: Any, rootfs: Path, entrypoint: list[str], arch: Arch, dest: Path, owner: str) -> None:
+    """A one-layer image of rootfs saved as a docker-archive (what skopeo reads); the engine keeps nothing. Its
+    config names the target's platform (FROM scratch would say the host's, and crio would note the mismatch)."""
     context = io.BytesIO()
     dockerfile = f"FROM scratch\nCOPY rootfs/ /\nENV PATH={PATH}\nENTRYPOINT {json.dumps(entrypoint)}\n".encode()
     with tarfile.open(fileobj=context, mode="w") as tar:
@@ -306,7 +307,7 @@ def image_archive(client: Any, rootfs: Path, entrypoint: list[str], dest: Path, 
         tar.addfile(info, io.BytesIO(dockerfile))
         tar.add(rootfs, arcname="rootfs")
     context.seek(0)
-    image, _ = client.images.build(fileobj=context, custom_context=True, rm=True, forcerm=True, labels={"io.criobuild": owner})
+    image, _ = client.images.build(fileobj=context, custom_context=True, rm=True, forcerm=True, labels={"io.criobuild": owner}, platform=arch.to_oci())
     try:
         with dest.open("wb") as f:
             for chunk in image.save(named=False):

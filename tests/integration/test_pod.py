@@ -57,9 +57,10 @@ def test_the_stand_in_busybox_image_runs_what_critest_runs_and_its_sh_executes_a
 
     base = ensure_base_image(docker_engine, replace(TEST_TARGET, suite="trixie", arch=host_arch()), "bootstrap")
     owner = f"criobuild-test-{tmp_path.name}"
-    make_images(docker_engine, base, tmp_path / "images", "the stand-in image", owner)
+    make_images(docker_engine, base, host_arch(), tmp_path / "images", "the stand-in image", owner)
     image = docker_engine.images.load((tmp_path / "images" / "busybox.tar").read_bytes())[0]
     try:
+        assert image.attrs["Architecture"] == host_arch().to_oci().split("/")[1]  # the target's platform, named in its config
         def run(command: str, **options) -> tuple[int, str]:
             box = docker_engine.containers.run(image.id, entrypoint=["/bin/sh", "-c", command], detach=True, network_mode="none", **options)
             try:
