@@ -4,6 +4,7 @@ Run by hand, never in CI's pass/fail:
 
     python benchmarks/run.py --recipe crio-1.18 --modes qemu,cross --repin conmon=v2.0.18@<commit>
     python benchmarks/run.py --fixtures            # the test fixture upstreams, offline
+    python benchmarks/run.py --shared              # reuse: fixture recipes that share components (below)
 
 The recipe comes from CRIOBUILD_RECIPES (default recipes/); clones honour git's insteadOf, Go comes
 from CRIOBUILD_GO_MIRROR, as for doit. Each mode builds cold: fresh cache, artifacts and doit state,
@@ -15,6 +16,13 @@ Then, in the last mode, `doit build:<recipe>` packages once (not timed), runs ag
 (timed), and runs once more after --repin changed one component's pin (timed: that component's
 compile, the packages and sums that depend on it).
 Prints a table and writes benchmarks/results/<date>-<recipe>.json.
+
+--shared measures content-keyed reuse (builders/store.py) on the fixture upstreams, offline: three recipes
+that share their companions the way the real ones do (SHARED_RECIPES: conmon v2.0.19 in two, cni-plugins
+v0.8.5, cri-tools v1.18.0 and runc in all three) compiled cold in one `doit` run, then one more recipe that
+shares some of them. It reports the component builds asked for, the distinct builds done (staging manifests
+without reused_from), the total wall time of the two runs, and that total over the distinct builds' own
+make steps (the floor); writes benchmarks/results/<date>-shared-fixtures.json.
 """
 from __future__ import annotations
 
@@ -122,11 +130,21 @@ def repin(recipe_path: Path, spec: str) -> None:
 
 def fixture_recipes(root: Path) -> tuple[Path, str]:
     """Fixture upstreams and a served Go toolchain, as the tests use them; returns (recipes dir, repin spec)."""
+    from tests.fixtures.images import TEST_PACKAGES
+    from tests.fixtures.upstreams import write_recipe
+
+    upstreams, go_table = fixture_upstreams(root)
+    recipes = root / "recipes"
+    write_recipe(recipes, upstreams, go_table, packages=TEST_PACKAGES)
+    return recipes, f"conmon=v2.0.18@{upstreams['conmon'].tags['v2.0.18']}"
+
+
+def fixture_upstreams(root: Path) -> tuple[dict, str]:
+    """The fixture upstreams' git repositories and a local server of the Go toolchain (CRIOBUILD_GO_MIRROR)."""
     from builders.arch import Arch
     from tests.fixtures.go_tarball import build_go_tarballs
     from tests.fixtures.http_server import LocalHTTPServer
-    from tests.fixtures.images import TEST_PACKAGES
-    from tests.fixtures.upstreams import make_upstreams, write_recipe
+    from tests.fixtures.upstreams import make_upstreams
 
     shutil.rmtree(root, ignore_errors=True)
     upstreams = make_upstreams(root / "upstreams")
@@ -137,9 +155,54 @@ def fixture_recipes(root: Path) -> tuple[Path, str]:
     for arch in (Arch.arm64, Arch.amd64):
         shutil.copy(go.path[arch], server.root)
     os.environ["CRIOBUILD_GO_MIRROR"] = server.url
-    recipes = root / "recipes"
-    write_recipe(recipes, upstreams, go.toml(), packages=TEST_PACKAGES)
-    return recipes, f"conmon=v2.0.18@{upstreams['conmon'].tags['v2.0.18']}"
+    return upstreams, go.toml()
+
+
+# Recipes of the 1.18 shape that share components as the real ones do (write_recipe's pins); the last is "one more".
+SHARED_RECIPES = {
+    "crio-1.18": {"crio_tag": "v1.18.1"},
+    "crio-1.19": {"crio_tag": "v1.18.0"},
+    "crio-1.20": {"crio_tag": None, "crio_version": "1.18.1", "conmon_tag": "v2.0.18"},  # the branch's tip
+    "crio-1.21": {"crio_tag": "v1.18.0", "conmon_tag": "v2.0.18", "plugins_tag": "v0.8.4"},
+}
+
+
+def measure_shared(mode: str, workroot: Path) -> dict:
+    """Compile the first recipes cold in one run, then the last one: what was built, what was reused, how long."""
+    from tests.fixtures.images import TEST_PACKAGES
+    from tests.fixtures.upstreams import write_recipe
+
+    upstreams, go_table = fixture_upstreams(workroot / "fixtures")
+    work = workroot / "shared"
+    env = fresh_env(work, work / "recipes", mode) | {"CRIOBUILD_BASE": "bootstrap", "CRIOBUILD_MIN_FREE_GIB": "1"}
+    for name, pins in SHARED_RECIPES.items():
+        write_recipe(work / "recipes", upstreams, go_table, name=name, packages=TEST_PACKAGES, **pins)
+    names = list(SHARED_RECIPES)
+    tasks = {r: [f"compile:{r}:{c}" for c in load_recipe(work / "recipes" / f"{r}.toml").components] for r in names}
+    db = work / "doit.db"
+    console.print(f"[bold]{mode}[/]: sources, builder image and toolchain for {len(names)} recipes (not timed)")
+    doit(env, db, *(t.replace("compile:", "source:") for r in names for t in tasks[r]))
+    prepare_images(env, db, names[0], mode)
+    console.print(f"[bold]{mode}[/]: compile {', '.join(names[:-1])} (cold, one run), then {names[-1]}")
+    cold = doit(env, db, *(t for r in names[:-1] for t in tasks[r]))
+    more = doit(env, db, *tasks[names[-1]])
+    manifests = [json.loads((work / "artifacts" / r / "staging" / f"{t.rsplit(':', 1)[1]}.json").read_text()) for r in names for t in tasks[r]]
+    built = [m for m in manifests if "reused_from" not in m]
+    floor = round(sum(step["seconds"] for m in built for step in m["steps"]), 2)
+    total = round(cold + more, 2)
+    return {
+        "mode": mode, "recipes": SHARED_RECIPES, "builds_asked": len(manifests), "distinct_builds_done": len(built),
+        "reused": len(manifests) - len(built), "distinct_keys": len({m["content_key"] for m in manifests}),
+        "cold_run_seconds": cold, "one_more_recipe_seconds": more, "total_seconds": total, "floor_seconds": floor,
+        "total_over_floor": round(total / floor, 3), "within_1_10": total <= 1.10 * floor,
+        "go_build_cache": "the machine's shared Go build-cache volume, not emptied (other work uses it)",
+    }  # fmt: skip
+
+
+def report_shared(results: dict) -> None:
+    for key in ("builds_asked", "distinct_builds_done", "reused", "distinct_keys", "cold_run_seconds", "one_more_recipe_seconds",
+                "total_seconds", "floor_seconds", "total_over_floor", "within_1_10"):  # fmt: skip
+        console.print(f"{key}: {results[key]}")
 
 
 def report(results: dict) -> None:
@@ -166,10 +229,19 @@ def main() -> None:
     parser.add_argument("--modes", default="qemu,cross")
     parser.add_argument("--repin", help="component=<tag>@<commit> for the one-pin rebuild")
     parser.add_argument("--fixtures", action="store_true", help="build the test fixture upstreams (offline)")
+    parser.add_argument("--shared", action="store_true", help="reuse across fixture recipes that share components (first mode of --modes)")
     parser.add_argument("--workdir", type=Path, default=Path(tempfile.gettempdir()) / "criobuild-bench")
     parser.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results")
     args = parser.parse_args()
 
+    args.out.mkdir(parents=True, exist_ok=True)
+    if args.shared:
+        results = {"date": datetime.date.today().isoformat(), "cores": os.cpu_count(), "machine": platform.machine()} | measure_shared(args.modes.split(",")[0], args.workdir)
+        report_shared(results)
+        path = args.out / f"{results['date']}-shared-fixtures.json"
+        path.write_text(json.dumps(results, indent=2) + "\n")
+        console.print(f"wrote {path}")
+        return
     recipes = args.workdir / "recipes"
     shutil.rmtree(recipes, ignore_errors=True)
     if args.fixtures:

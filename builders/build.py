@@ -6,6 +6,7 @@ is never taken as done; the step's log, artifacts/<recipe>/logs/compile-<compone
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import shutil
 import time
@@ -14,7 +15,7 @@ from pathlib import Path
 
 import docker
 
-from . import elf
+from . import elf, store
 from .arch import Arch
 from .components import upstream
 from .components.base import OUT, Step, sh
@@ -102,19 +103,20 @@ def commit_epoch(source: Path) -> int:
     return int(out.strip())
 
 
-def build_component(recipe: Recipe, name: str, settings: Settings) -> None:
-    """Check out, build in a container, verify the ELF architecture, and stage atomically.
+def build_component(recipe: Recipe, name: str, settings: Settings) -> dict | None:
+    """Check out, build in a container, verify the ELF architecture, and stage atomically; or stage the build
+    another recipe made from the same inputs (then {"reused": key}, which the view shows).
 
     In auto mode a component that cross mode cannot build is built again under emulation.
     """
     mode = resolve_mode(settings.mode, recipe.target.arch)
     try:
-        build_with(mode, recipe, name, settings)
+        return build_with(mode, recipe, name, settings)
     except ContainerError as error:
         if settings.mode != "auto" or mode.name != "cross" or not cross_toolchain_failed(error.message):
             raise
         say(f"cross mode could not build {name} ({error.message.splitlines()[0]}); building it under emulation")
-        build_with(resolve_mode("qemu", recipe.target.arch), recipe, name, settings)
+        return build_with(resolve_mode("qemu", recipe.target.arch), recipe, name, settings)
 
 
 # What a build says when the cross toolchain failed it, not the source: emulation builds those. A failing
@@ -135,27 +137,82 @@ class Builder:
     go_volume: str  # the Go toolchain, mounted read-only at GOROOT
 
 
+def builder_image(client: docker.DockerClient, mode: BuildMode, recipe: Recipe, settings: Settings) -> str:
+    """The builder image for this mode (made if missing); its name is a hash of its base image and packages."""
+    return ensure_builder_image(client, mode.builder_target(recipe.target), mode.packages(recipe), settings.base_source)
+
+
 def prepare_builder(client: docker.DockerClient, mode: BuildMode, recipe: Recipe, settings: Settings, component: str = "cri-o") -> Builder:
     """The builder image and the volume of the Go toolchain that builds component, for this mode."""
-    image = ensure_builder_image(client, mode.builder_target(recipe.target), mode.packages(recipe), settings.base_source)
+    image = builder_image(client, mode, recipe, settings)
     toolchain_arch = mode.toolchain_arch(recipe.target.arch)
     go = recipe.go_for(component)
     goroot = ensure_go(go, toolchain_arch, settings)
     return Builder(image, ensure_go_volume(client, image, goroot, go.sha256[toolchain_arch]))
 
 
-def build_with(mode: BuildMode, recipe: Recipe, name: str, settings: Settings) -> None:
+def build_with(mode: BuildMode, recipe: Recipe, name: str, settings: Settings) -> dict | None:
     """One build of a component into one staging tree at a time: another run of the same checkout waits, and
     says so. Runs of two checkouts that share the cache build side by side (each checks out into a work tree
-    of its own)."""
+    of its own). A build whose inputs were built before, for any recipe, is staged from the store instead;
+    two builds of the same inputs at once build once (the second waits, then reuses)."""
     with locked(staging_dir(settings, recipe, name).with_suffix(".lock"), f"waiting for another build of compile:{recipe.name}:{name}"):
-        build_unlocked(mode, recipe, name, settings)
+        mode.preflight(settings)
+        key = content_key(recipe, name, mode, builder_image(docker_client(), mode, recipe, settings))
+        with store.claimed(settings.cache, key, f"waiting for another build of {name} from the same inputs (key {key[:12]})"):
+            if store.has(settings.cache, key):
+                return stage_reused(recipe, name, settings, key)
+            build_unlocked(mode, recipe, name, settings, key)
+            store.publish(settings.cache, key, staging_dir(settings, recipe, name), read_manifest(settings, recipe, name) | {"built_for": recipe.name})
+    return None
 
 
-def build_unlocked(mode: BuildMode, recipe: Recipe, name: str, settings: Settings) -> None:
+def build_inputs(recipe: Recipe, name: str, mode: BuildMode, image: str) -> dict:
+    """Everything a component's staged tree is made from: its pin and patches, the Go toolchain, the target, the
+    build mode, the builder image (its name hashes its base image and packages) and what this tool runs."""
+    from .tasks import STAGING_FORMAT
+
+    pin = recipe.components[name]
+    described = {"repo": pin.repo, "tag": pin.tag, "branch": pin.branch, "version": pin.version, "commit": pin.commit,
+                 "buildtags": list(pin.buildtags), "patches": [[p.path.name, p.sha256] for p in pin.patches]}  # fmt: skip
+    return recipe.fingerprint(name, mode.toolchain_arch(recipe.target.arch)) | {
+        "component": [name, described], "mode": mode.name, "builder_image": image, "format": STAGING_FORMAT,
+        "env": build_env(mode, 0), "prepare": prepare_container(mode, "").argv,
+        "steps": [s.argv for s in upstream(name).steps(recipe, pin)], "licenses": [repr(lic) for lic in upstream(name).licenses],
+    }  # fmt: skip
+
+
+def content_key(recipe: Recipe, name: str, mode: BuildMode, image: str) -> str:
+    return hashlib.sha256(json.dumps(build_inputs(recipe, name, mode, image), sort_keys=True).encode()).hexdigest()
+
+
+def stage_reused(recipe: Recipe, name: str, settings: Settings, key: str) -> dict:
+    """Stage the stored build of key as this recipe's (links, not a copy), its manifest last."""
+    built = store.manifest_of(settings.cache, key)
+    final, manifest = staging_dir(settings, recipe, name), staging_manifest(settings, recipe, name)
+    print(f"# {recipe.name}: reusing {name} {built['version']} ({built['commit'][:12]}), built for {built['built_for']} "
+          f"from the same inputs (key {key}, {store.entry(settings.cache, key)}): nothing to compile")  # fmt: skip
+    manifest.unlink(missing_ok=True)
+    partial = temp_dir(final.parent, name)
+    try:
+        store.link_tree(store.entry(settings.cache, key) / "tree", partial)
+    except BaseException:
+        shutil.rmtree(partial, ignore_errors=True)
+        raise
+    shutil.rmtree(final, ignore_errors=True)
+    partial.rename(final)
+    reused = {k: v for k, v in built.items() if k != "built_for"} | {"reused_from": built["built_for"]}
+    write_atomically(manifest, json.dumps(reused, indent=2) + "\n")
+    return {"reused": key}
+
+
+def read_manifest(settings: Settings, recipe: Recipe, name: str) -> dict:
+    return json.loads(staging_manifest(settings, recipe, name).read_text())
+
+
+def build_unlocked(mode: BuildMode, recipe: Recipe, name: str, settings: Settings, key: str) -> None:
     started = time.monotonic()
     component = recipe.components[name]
-    mode.preflight(settings)
     client = docker_client()
     builder = prepare_builder(client, mode, recipe, settings, name)
     final, manifest = staging_dir(settings, recipe, name), staging_manifest(settings, recipe, name)
@@ -177,7 +234,7 @@ def build_unlocked(mode: BuildMode, recipe: Recipe, name: str, settings: Setting
     shutil.rmtree(final, ignore_errors=True)
     partial.rename(final)
     base = base_image_name(mode.builder_target(recipe.target))
-    extra = {"base_image": base, "base_image_id": image_id(base), "licenses": licenses, "libraries": libraries, "steps": steps, "wall_seconds": round(time.monotonic() - started, 2)}
+    extra = {"base_image": base, "base_image_id": image_id(base), "licenses": licenses, "libraries": libraries, "steps": steps, "wall_seconds": round(time.monotonic() - started, 2), "content_key": key}
     write_manifest(manifest, recipe, component, mode, builder.image, binaries, epoch, extra)
 
 

@@ -31,6 +31,7 @@ from rich.text import Text
 
 FAILURE_LINES = 30
 RUNNING_LINES = 4
+FINISHED = ("done", "reused", "up to date")
 LOADED = time.monotonic()  # dodo.py imports this first: the total includes reading the recipes
 
 
@@ -151,7 +152,7 @@ class Step:
     name: str
     log: Path
     meta: dict[str, Any]
-    state: str = "waiting"  # running, done, up to date, failed, not run
+    state: str = "waiting"  # running, done, reused, up to date, failed, not run
     started: float = 0.0
     ended: float = 0.0
 
@@ -222,7 +223,7 @@ class BuildView:
     def add_success(self, task: Any) -> None:
         step = self.steps.get(task.name)
         if step:
-            self.finish(step, "done")
+            self.finish(step, "reused" if task.values.get("reused") else "done")  # a build another recipe made (builders/store.py)
 
     def skip_uptodate(self, task: Any) -> None:
         step = self.steps.get(task.name)
@@ -303,7 +304,7 @@ class BuildView:
         hidden = self.folded()
         if hidden:
             table.add_row(Text("✓", "green"), "", Text(f"{hidden} steps done or up to date", "dim"))
-        for step in [s for s in self.steps.values() if s.state not in ("done", "up to date")] if hidden else self.steps.values():
+        for step in [s for s in self.steps.values() if s.state not in FINISHED] if hidden else self.steps.values():
             table.add_row(mark(step.state), seconds(step.elapsed()) if step.started else "", Text(step.name, "bold" if step.state == "running" else ""))
             if step.state == "running":
                 for extra in self.running_details(step):
@@ -314,7 +315,7 @@ class BuildView:
     def folded(self) -> int:
         """How many finished steps fold into one line, so the running ones stay on screen."""
         room = self.console.height - RUNNING_LINES - 6
-        finished = [s for s in self.steps.values() if s.state in ("done", "up to date")]
+        finished = [s for s in self.steps.values() if s.state in FINISHED]
         return len(finished) if len(self.steps) > room else 0
 
     def running_details(self, step: Step) -> list[Any]:
@@ -331,11 +332,12 @@ class BuildView:
         """What the run produced (a table per recipe whose sums step was in it) and how long it took."""
         console = Console(file=self.out, width=None if self.live_mode else 200, highlight=False)
         for step in self.steps.values():
-            if step.meta.get("sums") and step.state in ("done", "up to date"):
+            if step.meta.get("sums") and step.state in FINISHED:
                 console.print(produced_table(Path(step.meta["sums"]), step.meta.get("target", ""), box.SIMPLE if self.live_mode else None))
         ran = sum(s.state == "done" for s in self.steps.values())
         current = sum(s.state == "up to date" for s in self.steps.values())
-        total = f"{seconds(time.monotonic() - self.started)}: {count(ran, 'step')} run, {current} up to date"
+        reused = sum(s.state == "reused" for s in self.steps.values())
+        total = f"{seconds(time.monotonic() - self.started)}: {count(ran, 'step')} run, {current} up to date" + (f", {reused} reused" if reused else "")
         if self.live_mode:
             self.console.print(f"total {total}")
         else:
@@ -398,7 +400,7 @@ def last_lines(path: Path, count: int) -> list[str]:
 def mark(state: str) -> Any:
     if state == "running":
         return Spinner("dots", style="yellow")
-    symbol, style = {"waiting": ("·", "dim"), "done": ("✓", "green"), "up to date": ("=", "green"), "failed": ("✗", "bold red"), "interrupted": ("✗", "bold red"), "not run": ("-", "dim")}[state]
+    symbol, style = {"waiting": ("·", "dim"), "done": ("✓", "green"), "reused": ("≡", "green"), "up to date": ("=", "green"), "failed": ("✗", "bold red"), "interrupted": ("✗", "bold red"), "not run": ("-", "dim")}[state]
     return Text(symbol, style)
 
 
