@@ -21,6 +21,8 @@ import contextlib
 import ctypes
 import hashlib
 import json
+import os
+import secrets
 import shlex
 import shutil
 import signal
@@ -158,8 +160,8 @@ class Guest:
     """Commands in the booted machine through the QEMU guest agent (qemu-ga), as `docker exec` runs them in a
     container: argv, an environment, standard input, and the exit code and output back."""
 
-    def __init__(self, sock: Path) -> None:
-        self.sock = sock
+    def __init__(self, name: str) -> None:
+        self.name = name  # an abstract socket: no file, and no path over AF_UNIX's 107 bytes however deep the cache
         self.file: Any = None
 
     def connect(self, deadline: float, alive) -> None:
@@ -169,7 +171,7 @@ class Guest:
             with contextlib.suppress(OSError, ContainerError, ValueError, TimeoutError):
                 conn = socket.socket(socket.AF_UNIX)
                 conn.settimeout(10)
-                conn.connect(str(self.sock))
+                conn.connect("\0" + self.name)
                 self.file = conn.makefile("rw")
                 self.request("guest-sync", id=int(time.time()))
                 conn.settimeout(None)
@@ -212,7 +214,7 @@ class Machine:
         self.console = console
         self.cmdline = cmdline
         self.process: subprocess.Popen | None = None
-        self.guest = Guest(files / "qga.sock")
+        self.guest = Guest(f"criobuild-qga-{os.getpid()}-{secrets.token_hex(4)}")
         self.started = 0.0
 
     def argv(self) -> list[str]:
@@ -223,7 +225,7 @@ class Machine:
             "-append", f"root=/dev/vda rw console=ttyAMA0 panic=-1 {self.cmdline}".strip(),
             "-drive", f"file={self.files / 'disk.img'},if=none,id=disk,format=raw", "-device", "virtio-blk-pci,drive=disk",
             "-netdev", "user,id=net", "-device", "virtio-net-pci,netdev=net,romfile=",
-            "-chardev", f"socket,path={self.guest.sock},server=on,wait=off,id=agent",
+            "-chardev", f"socket,path={self.guest.name},abstract=on,server=on,wait=off,id=agent",
             "-device", "virtio-serial-pci", "-device", "virtserialport,chardev=agent,name=org.qemu.guest_agent.0",
         ]  # fmt: skip
 
