@@ -61,7 +61,7 @@ ERAS = Eras(
 )
 
 
-NEW_BUILDTAGS = ("containers_image_ostree_stub", "containers_image_openpgp", "exclude_graphdriver_btrfs", "exclude_graphdriver_devicemapper", "seccomp")
+NEW_BUILDTAGS = ("containers_image_ostree_stub", "containers_image_openpgp", "exclude_graphdriver_btrfs", "exclude_graphdriver_devicemapper", "seccomp", "apparmor")
 
 
 class CriO(Upstream):
@@ -85,7 +85,8 @@ class CriO(Upstream):
     pause_image_source = ("pkg/config/config_linux.go", re.compile(r'DefaultPauseImage\s+string\s*=\s*"([^"]+)"'))
 
     def new_pin_lines(self, version: str) -> list[str]:
-        return ["# Pure-Go signature checks (no gpgme at run time); no btrfs or devicemapper graph drivers (overlay on a Pi).",
+        return ["# Pure-Go signature checks (no gpgme at run time); no btrfs or devicemapper graph drivers (overlay on a Pi);",
+                "# apparmor, as upstream's Makefile adds it (hack/apparmor_tag.sh): crio applies AppArmor profiles where the kernel has it.",
                 "buildtags = [" + ", ".join(f'"{t}"' for t in NEW_BUILDTAGS) + "]"]
 
     def build_packages(self, pin: Component) -> tuple[str, ...]:

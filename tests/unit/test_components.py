@@ -221,3 +221,12 @@ def test_a_recipe_names_only_user_names_for_subordinate_ids(tmp_path: Path) -> N
     with pytest.raises(RecipeError, match="config.subid_ranges' names 'no body'"):
         load_recipe(tmp_path / "crio-1.20.toml")
     assert load_recipe(REPO / "recipes" / "crio-1.20.toml").subid_ranges == ()
+
+
+def test_every_recipe_builds_crio_with_apparmor_as_upstreams_makefile_does() -> None:
+    # Without the tag go.podman.io/common (containers/common before) compiles its "unsupported" AppArmor stub, and
+    # crio ignores a pod's AppArmor profile on a kernel that enforces them (critest's AppArmor specs on Debian's kernel).
+    for minor in range(18, 38):
+        r = recipe(minor)
+        tags = upstream("cri-o").steps(r, r.crio)[0].argv[2].removeprefix("BUILDTAGS=").split()
+        assert "apparmor" in tags, r.name
