@@ -70,7 +70,7 @@ def test_the_stand_in_busybox_image_runs_what_critest_runs_and_its_sh_executes_a
                 box.remove(force=True)
 
         assert run("ipcs -m")[0] == 0 and "Shared Memory Segments" in run("ipcs -m")[1]
-        status, said = run("sleep 30 & pgrep sleep")
+        status, said = run("sleep 30 & sleep 1; pgrep -x sleep")  # a moment for the background sh to exec sleep
         assert status == 0 and said.strip().isdigit(), said
         assert run("ls /bin")[1].split().count("busybox") == 1
         masked = run("ls", volumes={"/dev/null": {"bind": "/bin/ls", "mode": "ro"}})
