@@ -24,7 +24,7 @@ from .errors import ContainerError, PackageError, SourceError
 from .go_toolchain import ensure_go
 from .images import base_image_name, ensure_builder_image
 from .licenses import check_licenses
-from .lifecycle import locked, temp_dir, write_atomically
+from .lifecycle import dir_atomically, locked, temporary_dir, write_atomically
 from .modes import BuildMode, resolve_mode
 from .recipe import Component, Recipe
 from .settings import Settings
@@ -193,14 +193,8 @@ def stage_reused(recipe: Recipe, name: str, settings: Settings, key: str) -> dic
     print(f"# {recipe.name}: reusing {name} {built['version']} ({built['commit'][:12]}), built for {built['built_for']} "
           f"from the same inputs (key {key}, {store.entry(settings.cache, key)}): nothing to compile")  # fmt: skip
     manifest.unlink(missing_ok=True)
-    partial = temp_dir(final.parent, name)
-    try:
+    with dir_atomically(final) as partial:
         store.link_tree(store.entry(settings.cache, key) / "tree", partial)
-    except BaseException:
-        shutil.rmtree(partial, ignore_errors=True)
-        raise
-    shutil.rmtree(final, ignore_errors=True)
-    partial.rename(final)
     reused = {k: v for k, v in built.items() if k != "built_for"} | {"reused_from": built["built_for"]}
     write_atomically(manifest, json.dumps(reused, indent=2) + "\n")
     return {"reused": key}
@@ -217,22 +211,13 @@ def build_unlocked(mode: BuildMode, recipe: Recipe, name: str, settings: Setting
     builder = prepare_builder(client, mode, recipe, settings, name)
     final, manifest = staging_dir(settings, recipe, name), staging_manifest(settings, recipe, name)
     manifest.unlink(missing_ok=True)
-    work = temp_dir(settings.cache / "work" / recipe.name, name)  # the checkout; its name says whose it is
-    partial = temp_dir(final.parent, name)
-    try:
+    with temporary_dir(settings.cache / "work" / recipe.name, name) as work, dir_atomically(final) as partial:  # work: the checkout
         source = checkout(component, settings, work / name)
         apply_patches(component, source)
         licenses = check_licenses(upstream(name), source, f"{name} {component.version} ({component.commit[:12]})")
         epoch = commit_epoch(source)
         steps, libraries = run_build(client, builder, mode, recipe, name, settings, source, partial, epoch)
         binaries = elf.check_tree(partial, recipe.target.arch)
-    except BaseException:
-        shutil.rmtree(partial, ignore_errors=True)
-        raise
-    finally:
-        shutil.rmtree(work, ignore_errors=True)
-    shutil.rmtree(final, ignore_errors=True)
-    partial.rename(final)
     base = base_image_name(mode.builder_target(recipe.target))
     extra = {"base_image": base, "base_image_id": image_id(base), "licenses": licenses, "libraries": libraries, "steps": steps, "wall_seconds": round(time.monotonic() - started, 2), "content_key": key}
     write_manifest(manifest, recipe, component, mode, builder.image, binaries, epoch, extra)

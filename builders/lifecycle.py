@@ -107,6 +107,20 @@ def temporary_dir(parent: Path, name: str) -> Iterator[Path]:
         shutil.rmtree(path, ignore_errors=True)
 
 
+@contextlib.contextmanager
+def dir_atomically(dest: Path) -> Iterator[Path]:
+    """A directory made in the block under a temporary name beside dest, then put in dest's place (an old dest
+    goes); if the block fails, dest stays as it was and the half-made directory is removed."""
+    partial = temp_dir(dest.parent, dest.name)
+    try:
+        yield partial
+        shutil.rmtree(dest, ignore_errors=True)
+        os.rename(partial, dest)
+    except BaseException:
+        shutil.rmtree(partial, ignore_errors=True)
+        raise
+
+
 def copy_atomically(source: Path, dest: Path) -> None:
     """dest becomes a copy of source, or stays what it was."""
     fd, tmp = temp_file(dest.parent, dest.name)

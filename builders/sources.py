@@ -650,13 +650,21 @@ def table_name(header: str) -> str | None:
     return ".".join(part.strip().strip('"').strip("'") for part in m[1].split("."))
 
 
+def table_bounds(lines: list[str], table: str) -> tuple[int, int] | None:
+    """(the [table] header's line, the line after its last) in lines; None when there is no such table."""
+    start = next((i for i, ln in enumerate(lines) if table_name(ln) == table), None)
+    if start is None:
+        return None
+    return start, next((i for i in range(start + 1, len(lines)) if lines[i].lstrip().startswith("[")), len(lines))
+
+
 def rewrite_table(text: str, table: str, updates: dict[str, str], path: Path) -> str:
     """Set string keys inside [table], touching only their values; comments and layout stay."""
     lines = text.splitlines(keepends=True)
-    start = next((i for i, ln in enumerate(lines) if table_name(ln) == table), None)
-    if start is None:
+    bounds = table_bounds(lines, table)
+    if bounds is None:
         raise RecipeError(f"{path}: updating pins failed because there is no [{table}] table", hint="edit the recipe by hand")
-    end = next((i for i in range(start + 1, len(lines)) if lines[i].lstrip().startswith("[")), len(lines))
+    start, end = bounds
     for key, value in updates.items():
         pattern = re.compile(rf"^(\s*{re.escape(key)}\s*=\s*)([\"'])([^\"']*)\2(.*)$", re.DOTALL)
         for i in range(start + 1, end):
@@ -733,18 +741,14 @@ def update_version(text: str, crio: Component, new_crio: Component, recipe_path:
 
 def drop_key(text: str, table: str, key: str) -> str:
     lines = text.splitlines(keepends=True)
-    start = next(i for i, ln in enumerate(lines) if table_name(ln) == table)
-    end = next((i for i in range(start + 1, len(lines)) if lines[i].lstrip().startswith("[")), len(lines))
+    start, end = table_bounds(lines, table)
     return "".join(ln for i, ln in enumerate(lines) if not (start < i < end and re.match(rf"^\s*{re.escape(key)}\s*=", ln)))
 
 
 def section_text(text: str, table: str) -> str:
     lines = text.splitlines(keepends=True)
-    start = next((i for i, ln in enumerate(lines) if table_name(ln) == table), None)
-    if start is None:
-        return ""
-    end = next((i for i in range(start + 1, len(lines)) if lines[i].lstrip().startswith("[")), len(lines))
-    return "".join(lines[start:end])
+    bounds = table_bounds(lines, table)
+    return "".join(lines[bounds[0]:bounds[1]]) if bounds else ""
 
 
 def write_recipe(recipe_path: Path, text: str) -> None:

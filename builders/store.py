@@ -16,7 +16,7 @@ import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
-from .lifecycle import locked, temp_dir
+from .lifecycle import dir_atomically, locked
 
 MANIFEST = "build.json"
 
@@ -42,15 +42,9 @@ def claimed(cache: Path, key: str, waiting: str) -> Iterator[None]:
 
 def publish(cache: Path, key: str, tree: Path, manifest: dict) -> None:
     """Keep a finished build under its key (the caller holds the key's lock)."""
-    made = temp_dir(builds(cache), key)
-    try:
+    with dir_atomically(entry(cache, key)) as made:  # replaces an entry without its build.json: damaged by hand
         link_tree(tree, made / "tree")
         (made / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
-        shutil.rmtree(entry(cache, key), ignore_errors=True)  # an entry without its build.json: damaged by hand
-        os.rename(made, entry(cache, key))
-    except BaseException:
-        shutil.rmtree(made, ignore_errors=True)
-        raise
 
 
 def manifest_of(cache: Path, key: str) -> dict:
