@@ -71,6 +71,18 @@ def task_preflight():
         yield tasks.preflight_task(recipe, SETTINGS)
 
 
+def task_image():
+    """Make each recipe's builder image: its base image and the packages its components build with."""
+    for recipe in RECIPES:
+        yield tasks.image_task(recipe, SETTINGS)
+
+
+def task_govolume():
+    """Copy each Go toolchain a recipe builds with into a Docker volume its builds mount."""
+    for recipe in RECIPES:
+        yield tasks.go_volume_task(recipe, SETTINGS)
+
+
 def task_compile():
     """Build one component of a recipe in a container of its target into its staging tree."""
     for recipe in RECIPES:

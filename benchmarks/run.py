@@ -22,7 +22,9 @@ that share their companions the way the real ones do (SHARED_RECIPES: conmon v2.
 v0.8.5, cri-tools v1.18.0 and runc in all three) compiled cold in one `doit` run, then one more recipe that
 shares some of them. It reports the component builds asked for, the distinct builds done (staging manifests
 without reused_from), the total wall time of the two runs, and that total over the distinct builds' own
-make steps (the floor); writes benchmarks/results/<date>-shared-fixtures.json.
+make steps (the floor); and for the real recipes (recipes/, each on its own target), the component builds they
+ask for and their distinct content keys, counted from the recipes, not built (GitHub is out of reach here).
+Writes benchmarks/results/<date>-shared-fixtures.json.
 """
 from __future__ import annotations
 
@@ -90,7 +92,7 @@ def measure_mode(mode: str, recipe: str, recipes: Path, workroot: Path) -> dict:
     names = list(load_recipe(recipes / f"{recipe}.toml").components)
     console.print(f"[bold]{mode}[/]: preparing toolchain, sources and builder image (not timed)")
     doit(env, db, *(f"source:{recipe}:{c}" for c in names))
-    prepare_images(env, db, recipe, mode)
+    prepare_images(env, db, [recipe])
     console.print(f"[bold]{mode}[/]: compile all {len(names)} (cold)")
     total = doit(env, db, *(f"compile:{recipe}:{c}" for c in names))
     components = {c: component_times(work / "artifacts", recipe, c) for c in names}
@@ -98,19 +100,10 @@ def measure_mode(mode: str, recipe: str, recipes: Path, workroot: Path) -> dict:
     return {"cold_seconds": total, "floor_seconds": floor, "pipeline_over_floor": round(total / floor, 3), "components": components, "env": env, "db": db}
 
 
-def prepare_images(env: dict[str, str], db: Path, recipe: str, mode: str) -> None:
-    """Make the builder image and Go toolchain volume outside the timed part."""
-    code = (
-        "from builders.settings import load_settings; from builders.recipe import load_recipe;"
-        "from builders.modes import resolve_mode; from builders.container import docker_client;"
-        "from builders.build import prepare_builder;"
-        f"s = load_settings(); r = load_recipe(s.recipes / '{recipe}.toml');"
-        "[prepare_builder(docker_client(), resolve_mode(s.mode, r.target.arch), r, s, c) for c in r.components]"
-    )
+def prepare_images(env: dict[str, str], db: Path, recipes: list[str]) -> None:
+    """Make the builder images and Go toolchain volumes (doit's image and govolume steps) outside the timed part."""
     started = time.monotonic()
-    result = subprocess.run([sys.executable, "-c", code], cwd=REPO, env=env, capture_output=True, text=True)
-    if result.returncode != 0:
-        sys.exit(f"preparing the {mode} builder failed:\n{result.stderr[-3000:]}")
+    doit(env, db, *(f"{step}:{r}" for r in recipes for step in ("image", "govolume")))
     console.print(f"  images and toolchain ready in {time.monotonic() - started:.1f} s")
 
 
@@ -182,7 +175,7 @@ def measure_shared(mode: str, workroot: Path) -> dict:
     db = work / "doit.db"
     console.print(f"[bold]{mode}[/]: sources, builder image and toolchain for {len(names)} recipes (not timed)")
     doit(env, db, *(t.replace("compile:", "source:") for r in names for t in tasks[r]))
-    prepare_images(env, db, names[0], mode)
+    prepare_images(env, db, names)
     console.print(f"[bold]{mode}[/]: compile {', '.join(names[:-1])} (cold, one run), then {names[-1]}")
     cold = doit(env, db, *(t for r in names[:-1] for t in tasks[r]))
     more = doit(env, db, *tasks[names[-1]])
@@ -196,12 +189,27 @@ def measure_shared(mode: str, workroot: Path) -> dict:
         "cold_run_seconds": cold, "one_more_recipe_seconds": more, "total_seconds": total, "floor_seconds": floor,
         "total_over_floor": round(total / floor, 3), "within_1_10": total <= 1.10 * floor,
         "go_build_cache": "the machine's shared Go build-cache volume, not emptied (other work uses it)",
-    }  # fmt: skip
+    } | real_recipes_sharing(mode)  # fmt: skip
+
+
+def real_recipes_sharing(mode: str) -> dict:
+    """How many component builds the real recipes ask for on their own target and how many distinct content keys
+    they have (counted, not built: the builder image stands as a hash of its definition, the base image being one)."""
+    from builders.build import build_inputs, builder_setup
+    from builders.modes import resolve_mode
+    from builders.recipe import load_all
+
+    keys = []
+    for recipe in load_all(REPO / "recipes"):
+        chosen = resolve_mode(mode, recipe.target.arch)
+        image = json.dumps([str(chosen.builder_target(recipe.target)), chosen.packages(recipe), builder_setup(chosen)])
+        keys += [json.dumps(build_inputs(recipe, c, chosen, image), sort_keys=True) for c in recipe.components]
+    return {"real_recipes": len(load_all(REPO / "recipes")), "real_builds_asked": len(keys), "real_distinct_keys": len(set(keys))}
 
 
 def report_shared(results: dict) -> None:
     for key in ("builds_asked", "distinct_builds_done", "reused", "distinct_keys", "cold_run_seconds", "one_more_recipe_seconds",
-                "total_seconds", "floor_seconds", "total_over_floor", "within_1_10"):  # fmt: skip
+                "total_seconds", "floor_seconds", "total_over_floor", "within_1_10", "real_recipes", "real_builds_asked", "real_distinct_keys"):  # fmt: skip
         console.print(f"{key}: {results[key]}")
 
 

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,11 +17,11 @@ import docker
 from . import elf, store
 from .arch import Arch
 from .components import upstream
-from .components.base import OUT, Step, sh
+from .components.base import OUT
 from .container import Container, docker_client
 from .errors import ContainerError, PackageError, SourceError
-from .go_toolchain import ensure_go
-from .images import base_image_name, ensure_builder_image
+from .go_toolchain import ensure_go, goroot
+from .images import base_image_name, builder_image_name, ensure_builder_image, image_exists
 from .licenses import check_licenses
 from .lifecycle import dir_atomically, locked, temporary_dir, write_atomically
 from .modes import BuildMode, resolve_mode
@@ -30,7 +29,7 @@ from .recipe import Component, Recipe
 from .settings import Settings
 from .view import say
 from .sources import apply_patches, checkout, last_line, run_git
-from .volumes import ensure_go_volume
+from .volumes import ensure_go_volume, go_volume_name, volume_exists
 from .workspace import choose_workspace
 
 SRC = "/src"
@@ -85,15 +84,17 @@ def go_cache_volume(recipe: Recipe, mode: BuildMode, user: str) -> str:
     return f"criobuild-gocache-{recipe.target.distro}-{recipe.target.suite}-{recipe.target.arch}-{mode.name}{suffix}"
 
 
-def prepare_container(mode: BuildMode, user: str) -> Step:
-    """Run as root before the build: the shims, and a home and Go cache the build's user may write.
-
-    Git must trust the tree whoever owns it, or upstream's `git rev-parse` stamps no commit.
-    """
-    dirs = f"{HOME} {GOCACHE}/go-build"
-    owner = f"chown {user} {dirs}" if user else "true"
+def builder_setup(mode: BuildMode) -> str:
+    """Baked into the builder image, as root: the shims first on PATH, a home, and the Go cache directory (a new
+    Go cache volume starts as a copy of the image's). Git must trust the tree whoever owns it, or upstream's
+    `git rev-parse` stamps no commit."""
     trust = f"git config --file {HOME}/.gitconfig safe.directory '*'"
-    return sh(f"{shims_script({'date': DATE_SHIM} | mode.shims())}\nmkdir -p {dirs}\n{trust}\n{owner}")
+    return f"{shims_script({'date': DATE_SHIM} | mode.shims())}\nmkdir -p {HOME} {GOCACHE}/go-build\n{trust}\n"
+
+
+def hand_over(user: str) -> list[str]:
+    """Run as root before a build that runs as the invoking user: the home and Go cache become theirs."""
+    return ["chown", user, HOME, f"{GOCACHE}/go-build"]
 
 
 def commit_epoch(source: Path) -> int:
@@ -116,7 +117,9 @@ def build_component(recipe: Recipe, name: str, settings: Settings) -> dict | Non
         if settings.mode != "auto" or mode.name != "cross" or not cross_toolchain_failed(error.message):
             raise
         say(f"cross mode could not build {name} ({error.message.splitlines()[0]}); building it under emulation")
-        return build_with(resolve_mode("qemu", recipe.target.arch), recipe, name, settings)
+        emulated = resolve_mode("qemu", recipe.target.arch)
+        prepare_builder(emulated, recipe, settings)
+        return build_with(emulated, recipe, name, settings)
 
 
 # What a build says when the cross toolchain failed it, not the source: emulation builds those. A failing
@@ -137,18 +140,69 @@ class Builder:
     go_volume: str  # the Go toolchain, mounted read-only at GOROOT
 
 
-def builder_image(client: docker.DockerClient, mode: BuildMode, recipe: Recipe, settings: Settings) -> str:
-    """The builder image for this mode (made if missing); its name is a hash of its base image and packages."""
-    return ensure_builder_image(client, mode.builder_target(recipe.target), mode.packages(recipe), settings.base_source)
+def make_builder_image(mode: BuildMode, recipe: Recipe, settings: Settings) -> str:
+    """The image step's action: the builder image for this mode (and its base image), made if missing."""
+    return ensure_builder_image(docker_client(), mode.builder_target(recipe.target), mode.packages(recipe), settings.base_source, builder_setup(mode))
 
 
-def prepare_builder(client: docker.DockerClient, mode: BuildMode, recipe: Recipe, settings: Settings, component: str = "cri-o") -> Builder:
-    """The builder image and the volume of the Go toolchain that builds component, for this mode."""
-    image = builder_image(client, mode, recipe, settings)
-    toolchain_arch = mode.toolchain_arch(recipe.target.arch)
+def builder_image(client: docker.DockerClient, mode: BuildMode, recipe: Recipe) -> str | None:
+    """The name of the builder image the image step made; None when it (or its base image) is not there."""
+    try:
+        name, _ = builder_image_name(client, mode.builder_target(recipe.target), mode.packages(recipe), builder_setup(mode))
+    except docker.errors.ImageNotFound:
+        return None
+    return name if image_exists(client, name) else None
+
+
+def go_volume(mode: BuildMode, recipe: Recipe, settings: Settings, component: str) -> tuple[str, Path, str]:
+    """The volume of the Go toolchain that builds component: its name, the unpacked toolchain, the tarball's sha256."""
+    arch = mode.toolchain_arch(recipe.target.arch)
     go = recipe.go_for(component)
-    goroot = ensure_go(go, toolchain_arch, settings)
-    return Builder(image, ensure_go_volume(client, image, goroot, go.sha256[toolchain_arch]))
+    root, sha256 = goroot(go, arch, settings), go.sha256[arch]
+    return go_volume_name(root, sha256), root, sha256
+
+
+def go_volumes(mode: BuildMode, recipe: Recipe, settings: Settings) -> dict[str, tuple[Path, str]]:
+    """Every Go toolchain volume the recipe's components use: name -> (the unpacked toolchain, its sha256)."""
+    return {name: (root, sha256) for name, root, sha256 in (go_volume(mode, recipe, settings, c) for c in recipe.components)}
+
+
+def make_go_volumes(mode: BuildMode, recipe: Recipe, settings: Settings) -> None:
+    """The Go volume step's action: each toolchain the recipe's components use, copied into its volume."""
+    client = docker_client()
+    image = make_builder_image(mode, recipe, settings)  # made by the image step before: here an inspect
+    for root, sha256 in go_volumes(mode, recipe, settings).values():
+        ensure_go_volume(client, image, root, sha256)
+
+
+def builder_ready(mode: BuildMode, recipe: Recipe) -> bool:
+    """The image step's uptodate: its image is there (a changed definition has a new name)."""
+    return builder_image(docker_client(), mode, recipe) is not None
+
+
+def go_volumes_ready(mode: BuildMode, recipe: Recipe, settings: Settings) -> bool:
+    """The govolume step's uptodate: its volumes are there. A fill cut short left no doit state for the step
+    (its file_dep, the toolchains, are recorded on success), so it runs again and refills."""
+    return all(volume_exists(docker_client(), name) for name in go_volumes(mode, recipe, settings))
+
+
+def builder_for(mode: BuildMode, recipe: Recipe, settings: Settings, component: str) -> Builder:
+    """The builder image and Go volume the image and govolume steps made, for this component."""
+    client = docker_client()
+    image = builder_image(client, mode, recipe)
+    name = go_volume(mode, recipe, settings, component)[0]
+    if image is None or not volume_exists(client, name):
+        raise ContainerError(f"the {mode.name} builder image or Go volume of {recipe.name} is gone (removed since the steps that make them ran)",
+                             hint=f"run the build again: `doit image:{recipe.name} govolume:{recipe.name}` make them")  # fmt: skip
+    return Builder(image, name)
+
+
+def prepare_builder(mode: BuildMode, recipe: Recipe, settings: Settings) -> None:
+    """What the image, go and govolume steps do, for a mode decided while compiling (auto's emulation fallback)."""
+    arch = mode.toolchain_arch(recipe.target.arch)
+    for go in recipe.toolchains():
+        ensure_go(go, arch, settings)
+    make_go_volumes(mode, recipe, settings)
 
 
 def build_with(mode: BuildMode, recipe: Recipe, name: str, settings: Settings) -> dict | None:
@@ -158,11 +212,12 @@ def build_with(mode: BuildMode, recipe: Recipe, name: str, settings: Settings) -
     two builds of the same inputs at once build once (the second waits, then reuses)."""
     with locked(staging_dir(settings, recipe, name).with_suffix(".lock"), f"waiting for another build of compile:{recipe.name}:{name}"):
         mode.preflight(settings)
-        key = content_key(recipe, name, mode, builder_image(docker_client(), mode, recipe, settings))
+        builder = builder_for(mode, recipe, settings, name)
+        key = content_key(recipe, name, mode, builder.image)
         with store.claimed(settings.cache, key, f"waiting for another build of {name} from the same inputs (key {key[:12]})"):
             if store.has(settings.cache, key):
                 return stage_reused(recipe, name, settings, key)
-            build_unlocked(mode, recipe, name, settings, key)
+            build_unlocked(builder, mode, recipe, name, settings, key)
             store.publish(settings.cache, key, staging_dir(settings, recipe, name), read_manifest(settings, recipe, name) | {"built_for": recipe.name})
     return None
 
@@ -177,7 +232,7 @@ def build_inputs(recipe: Recipe, name: str, mode: BuildMode, image: str) -> dict
                  "buildtags": list(pin.buildtags), "patches": [[p.path.name, p.sha256] for p in pin.patches]}  # fmt: skip
     return recipe.fingerprint(name, mode.toolchain_arch(recipe.target.arch)) | {
         "component": [name, described], "mode": mode.name, "builder_image": image, "format": STAGING_FORMAT,
-        "env": build_env(mode, 0), "prepare": prepare_container(mode, "").argv,
+        "env": build_env(mode, 0),
         "steps": [s.argv for s in upstream(name).steps(recipe, pin)], "licenses": [repr(lic) for lic in upstream(name).licenses],
     }  # fmt: skip
 
@@ -204,11 +259,10 @@ def read_manifest(settings: Settings, recipe: Recipe, name: str) -> dict:
     return json.loads(staging_manifest(settings, recipe, name).read_text())
 
 
-def build_unlocked(mode: BuildMode, recipe: Recipe, name: str, settings: Settings, key: str) -> None:
+def build_unlocked(builder: Builder, mode: BuildMode, recipe: Recipe, name: str, settings: Settings, key: str) -> None:
     started = time.monotonic()
     component = recipe.components[name]
     client = docker_client()
-    builder = prepare_builder(client, mode, recipe, settings, name)
     final, manifest = staging_dir(settings, recipe, name), staging_manifest(settings, recipe, name)
     manifest.unlink(missing_ok=True)
     with temporary_dir(settings.cache / "work" / recipe.name, name) as work, dir_atomically(final) as partial:  # work: the checkout
@@ -234,7 +288,8 @@ def run_build(client: docker.DockerClient, builder: Builder, mode: BuildMode, re
         box.say(f"# {recipe.name}: building {name} {component.version} ({component.commit[:12]}) in {builder.image}, mode {mode.name}, sources {'mounted' if space.mount else 'copied'}")
         if not space.mount:
             box.copy_into(source, SRC)
-        box.call(prepare_container(mode, space.user).argv, user="root")
+        if space.user:
+            box.call(hand_over(space.user), user="root")
         box.timings.clear()
         for step in upstream(name).steps(recipe, component):
             box.call(step.argv)

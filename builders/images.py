@@ -1,6 +1,7 @@
 """Base images (pulled, or bootstrapped from the distribution's mirror) and builder images on top."""
 from __future__ import annotations
 
+import base64
 import hashlib
 import io
 import subprocess
@@ -136,9 +137,12 @@ def remove_image(name: str) -> None:
     subprocess.run(["docker", "rmi", "-f", name], capture_output=True)
 
 
-def builder_dockerfile(base: str, base_id: str, packages: tuple[str, ...]) -> str:
+def builder_dockerfile(base: str, base_id: str, packages: tuple[str, ...], setup: str = "") -> str:
+    """setup: a shell script run last, as root (the build's shims and directories: build.builder_setup)."""
     foreign = sorted({p.split(":", 1)[1] for p in packages if ":" in p})
     add_arches = "".join(f"dpkg --add-architecture {a} && " for a in foreign)
+    # The script travels base64-encoded: the classic builder has no heredocs and its RUN is one line.
+    run_setup = f"RUN echo {base64.b64encode(setup.encode()).decode()} | base64 -d | sh -e\n" if setup else ""
     return (
         f"# base image id {base_id}\n"
         f"FROM {base}\n"
@@ -146,15 +150,23 @@ def builder_dockerfile(base: str, base_id: str, packages: tuple[str, ...]) -> st
         f"RUN {add_arches}apt-get update -q && apt-get install -y -q --no-install-recommends "
         + " ".join(sorted(packages))
         + " && rm -rf /var/lib/apt/lists/* && git config --system --add safe.directory '*'\n"
+        + run_setup
     )
 
 
-def ensure_builder_image(client: docker.DockerClient, target: Target, packages: tuple[str, ...], base_source: str = "auto") -> str:
-    """Build (once) the builder image; its tag is a hash of its definition, so a change makes a new one."""
-    base = ensure_base_image(client, target, base_source)
-    dockerfile = builder_dockerfile(base, client.images.get(base).id, packages)
+def builder_image_name(client: docker.DockerClient, target: Target, packages: tuple[str, ...], setup: str = "") -> tuple[str, str]:
+    """The builder image's name and Dockerfile; the name is a hash of the Dockerfile, which names the base
+    image's id (so the base image must exist), so a change to either makes a new image."""
+    base = base_image_name(target)
+    dockerfile = builder_dockerfile(base, client.images.get(base).id, packages, setup)
     digest = hashlib.sha256(dockerfile.encode()).hexdigest()[:12]
-    name = f"criobuild/builder:{target.distro}-{target.suite}-{target.arch}-{digest}"
+    return f"criobuild/builder:{target.distro}-{target.suite}-{target.arch}-{digest}", dockerfile
+
+
+def ensure_builder_image(client: docker.DockerClient, target: Target, packages: tuple[str, ...], base_source: str = "auto", setup: str = "") -> str:
+    """Build (once) the builder image, and its base image first if missing."""
+    ensure_base_image(client, target, base_source)
+    name, dockerfile = builder_image_name(client, target, packages, setup)
     if image_exists(client, name):
         return name
     with locked(image_lock(name), f"waiting for another build that is making {name}"):

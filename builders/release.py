@@ -45,8 +45,7 @@ def groups(minors: list[str], targets: list[str], limit: int = MATRIX_LIMIT) -> 
 
 def content_keys(recipe_name: str) -> dict[str, str]:
     """Each component's content key for this runner, as `doit compile` computes it (makes the builder image)."""
-    from .build import builder_image, content_key
-    from .container import docker_client
+    from .build import content_key, make_builder_image
     from .modes import resolve_mode
     from .recipe import for_every_target, load_all
     from .settings import load_settings
@@ -54,7 +53,7 @@ def content_keys(recipe_name: str) -> dict[str, str]:
     settings = load_settings()
     recipe = next(r for f in load_all(settings.recipes) for r in for_every_target(f) if r.name == recipe_name)
     mode = resolve_mode(settings.mode, recipe.target.arch)
-    image = builder_image(docker_client(), mode, recipe, settings)
+    image = make_builder_image(mode, recipe, settings)
     return {name: content_key(recipe, name, mode, image) for name in recipe.components}
 
 

@@ -90,7 +90,7 @@ def step(func: Callable[..., Any], args: list[Any], log: Path, name: str = "") -
     return {"actions": [(as_action(func, log, name), args)], "meta": {"log": str(log)}, "verbosity": 2}
 
 
-PER_RECIPE = ("build", "compile", "deb", "tarball", "sums", "preflight", "source", "accept", "pod", "node", "verify")
+PER_RECIPE = ("build", "compile", "deb", "tarball", "sums", "preflight", "image", "govolume", "source", "accept", "pod", "node", "verify")
 
 
 def check_requested(argv: list[str], recipes: list[Recipe], recipe_files: list[Recipe], directory: Path) -> None:
@@ -184,7 +184,7 @@ def compile_task(recipe: Recipe, component: str, settings: Settings) -> dict[str
         "name": f"{recipe.name}:{component}",
         "doc": f"build {component} {c.version} for {recipe.target.arch} in a {recipe.target.suite} container",
         **step(build_component, [recipe, component, settings], step_log(settings, recipe.name, f"compile-{component}"), f"compile:{recipe.name}:{component}"),
-        "task_dep": [f"preflight:{recipe.name}"],  # first, before the downloads and clones file_dep brings
+        "task_dep": [f"preflight:{recipe.name}", f"image:{recipe.name}", f"govolume:{recipe.name}"],  # preflight first, before the downloads and clones
         "file_dep": [stamp_path(recipe, component, settings), completion_marker(recipe.go_for(component), go_arch, settings)],
         "targets": [staging_manifest(settings, recipe, component)],
         "uptodate": [config_changed({
@@ -193,6 +193,38 @@ def compile_task(recipe: Recipe, component: str, settings: Settings) -> dict[str
             "steps": [s.argv for s in upstream(component).steps(recipe, c)],  # what its module runs (cri-o's build tags): built again
         })],
     }  # fmt: skip
+
+
+def image_task(recipe: Recipe, settings: Settings) -> dict[str, Any]:
+    from .build import builder_ready, make_builder_image
+    from .modes import resolve_mode
+
+    mode = resolve_mode(settings.mode, recipe.target.arch)
+    target = mode.builder_target(recipe.target)
+    return {
+        "name": recipe.name,
+        "doc": f"the {mode.name} builder image: {target.distro} {target.suite} {target.arch} with {recipe.name}'s build packages",
+        **step(make_builder_image, [mode, recipe, settings], step_log(settings, recipe.name, "image"), f"image:{recipe.name}"),
+        "task_dep": [f"preflight:{recipe.name}"],
+        "uptodate": [(builder_ready, [mode, recipe], {})],
+    }
+
+
+def go_volume_task(recipe: Recipe, settings: Settings) -> dict[str, Any]:
+    from .build import go_volumes_ready, make_go_volumes
+    from .go_toolchain import completion_marker
+    from .modes import resolve_mode
+
+    mode = resolve_mode(settings.mode, recipe.target.arch)
+    arch = mode.toolchain_arch(recipe.target.arch)
+    return {
+        "name": recipe.name,
+        "doc": f"the Go toolchains {recipe.name} builds with ({arch}), each in a Docker volume the builds mount read-only",
+        **step(make_go_volumes, [mode, recipe, settings], step_log(settings, recipe.name, "govolume"), f"govolume:{recipe.name}"),
+        "task_dep": [f"image:{recipe.name}"],
+        "file_dep": sorted({completion_marker(go, arch, settings) for go in recipe.toolchains()}),
+        "uptodate": [(go_volumes_ready, [mode, recipe, settings], {})],
+    }
 
 
 def preflight_task(recipe: Recipe, settings: Settings) -> dict[str, Any]:

@@ -4,18 +4,27 @@ from __future__ import annotations
 from pathlib import Path
 
 import docker
+import docker.errors
 
 from .container import Container
 from .lifecycle import locked
 
 MARKER = ".criobuild-complete"
-_known_filled: set[str] = set()  # checked in this process: doit compiles four components in one
+_known_filled: set[str] = set()  # checked in this process: one recipe's components may share a toolchain
 
 
 def go_volume_name(goroot: Path, sha256: str) -> str:
     """One volume per tarball, not per version: two tarballs of one Go version (go.dev's and a mirror's
     repack) must not refill the volume under a build that is using it."""
     return "criobuild-" + goroot.parent.name.replace("+", "_") + "-" + sha256[:12]
+
+
+def volume_exists(client: docker.DockerClient, name: str) -> bool:
+    try:
+        client.volumes.get(name)
+    except docker.errors.NotFound:
+        return False
+    return True
 
 
 def ensure_go_volume(client: docker.DockerClient, image: str, goroot: Path, sha256: str) -> str:

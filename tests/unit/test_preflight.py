@@ -112,11 +112,12 @@ def test_auto_mode_retries_under_emulation_only_what_emulation_can_fix(monkeypat
             raise ContainerError(failure)
 
     monkeypatch.setattr(build, "build_with", build_with)
+    monkeypatch.setattr(build, "prepare_builder", lambda mode, recipe, settings: tried.append(f"prepare {mode.name}"))
     monkeypatch.setattr("builders.modes.host_arch", lambda: Arch.amd64)  # an x86_64 host, wherever this runs
     auto = load_settings({"CRIOBUILD_MODE": "auto", "CRIOBUILD_CACHE": str(tmp_path)})
     if retried:
         build.build_component(recipe, "cri-o", auto)
-        assert tried == ["cross", "qemu"]
+        assert tried == ["cross", "prepare qemu", "qemu"]  # the emulated builder and Go are made first
         assert "cross mode could not build cri-o" in capsys.readouterr().err
     else:
         with pytest.raises(ContainerError, match=re.escape(failure.splitlines()[-1])):
