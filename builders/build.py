@@ -32,6 +32,7 @@ from .sources import apply_patches, checkout, last_line, run_git
 from .volumes import ensure_go_volume, go_volume_name, volume_exists
 from .workspace import choose_workspace
 
+STAGING_FORMAT = 3  # what a staging manifest records; a new one builds again (2: linked libraries, base image; 3: licences)
 SRC = "/src"
 GOROOT = "/usr/local/go"
 
@@ -225,8 +226,6 @@ def build_with(mode: BuildMode, recipe: Recipe, name: str, settings: Settings) -
 def build_inputs(recipe: Recipe, name: str, mode: BuildMode, image: str) -> dict:
     """Everything a component's staged tree is made from: its pin and patches, the Go toolchain, the target, the
     build mode, the builder image (its name hashes its base image and packages) and what this tool runs."""
-    from .tasks import STAGING_FORMAT
-
     pin = recipe.components[name]
     described = {"repo": pin.repo, "tag": pin.tag, "branch": pin.branch, "version": pin.version, "commit": pin.commit,
                  "buildtags": list(pin.buildtags), "patches": [[p.path.name, p.sha256] for p in pin.patches]}  # fmt: skip

@@ -31,20 +31,11 @@ from .settings import Settings
 from .sbom import SBOM_CODE, sbom_path, write_deb_sbom
 from .view import say
 
-def upstream_version(recipe: Recipe, component: str) -> str:
-    """1.18.0-rc1 -> 1.18.0~rc1 (below 1.18.0); a branch pin without a tag -> <version>+git.<commit>."""
-    c = recipe.components[component]
-    version = c.version.replace("-", "~")
-    if c.tag is None and "+git" not in version:
-        version += f"+git.{c.commit[:12]}"
-    return version
-
-
 def deb_version(recipe: Recipe, component: str) -> str:
     """The release's tag goes after "~", so a rebuild for a newer release sorts higher (deb12 < deb13) and
     any official Debian package of the same upstream version sorts above ours."""
     tag = release(recipe.target.distro, recipe.target.suite).tag
-    return f"{upstream_version(recipe, component)}-{recipe.revision}~{tag}"
+    return f"{recipe.components[component].debian_version}-{recipe.revision}~{tag}"
 
 
 def deb_path(recipe: Recipe, component: str, settings: Settings) -> Path:
@@ -329,7 +320,7 @@ def package_deb(recipe: Recipe, component: str, settings: Settings) -> None:
         copy_atomically(built, target)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
-    write_deb_sbom(recipe, component, target, manifest)
+    write_deb_sbom(recipe, component, target, manifest, deb_version(recipe, component))
     for name in (package_name(component), *upstream(component).package.former_names):  # a renamed package's old .debs too
         drop_other_versions(target, f"{name}_*_{recipe.target.arch.to_deb()}.deb")
 

@@ -12,7 +12,7 @@ from pathlib import Path
 import docker
 import docker.errors
 
-from .arch import Arch
+from .arch import Arch, host_arch
 from .errors import ContainerError
 from .lifecycle import locked
 from .components import upstream
@@ -22,6 +22,7 @@ from .tools import APT_HINTS, StderrTail, hint_for, last_lines, require_tool
 
 # What every build needs, whatever it builds: each component adds its own (builders/components/), and
 # dpkg-dev lets dpkg-shlibdeps read the target's own shlibs files.
+BINFMT = Path("/proc/sys/fs/binfmt_misc")
 COMMON_BUILD_PACKAGES = ("ca-certificates", "dpkg-dev", "file", "gcc", "git", "libc6-dev", "make", "pkg-config")
 
 
@@ -109,11 +110,19 @@ def bootstrap_base(target: Target, name: str) -> None:
         )
 
 
+def check_binfmt(arch: Arch, root: Path = BINFMT) -> None:
+    entry = root / arch.qemu()
+    if not entry.exists():
+        raise ContainerError(
+            f"cannot run {arch} containers on this {host_arch()} host because {arch.qemu()} is not registered in binfmt_misc ({entry} is missing)",
+            hint="sudo apt-get install qemu-user-static binfmt-support (mount binfmt_misc on /proc/sys/fs/binfmt_misc first if it is not mounted)",
+        )
+    if not entry.read_text().startswith("enabled"):
+        raise ContainerError(f"{arch.qemu()} is registered but disabled in {entry}", hint=f"sudo update-binfmts --enable {arch.qemu()}")
+
+
 def check_bootstrap_tools(target: Target) -> None:
     """mmdebstrap, and for a foreign architecture arch-test (a Recommends of mmdebstrap) and QEMU."""
-    from .arch import host_arch
-    from .modes import check_binfmt
-
     why = f"bootstrap the {target.suite} {target.arch} base image"
     require_tool("mmdebstrap", "mmdebstrap", why)
     if target.arch != host_arch():
@@ -194,8 +203,6 @@ def build_image(client: docker.DockerClient, dockerfile: str, name: str) -> None
 
 
 def emulated_note(arch: Arch) -> str:
-    from .arch import host_arch
-
     return ", under QEMU: a few minutes" if arch != host_arch() else ""
 
 

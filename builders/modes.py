@@ -3,15 +3,13 @@ from __future__ import annotations
 
 import shutil
 from dataclasses import dataclass, replace
-from pathlib import Path
 
 from .arch import Arch, host_arch
 from .errors import ContainerError
-from .images import build_packages
+from .images import build_packages, check_binfmt
 from .recipe import Recipe, Target
 from .settings import Settings
 
-BINFMT = Path("/proc/sys/fs/binfmt_misc")
 
 
 @dataclass(frozen=True)
@@ -102,17 +100,6 @@ def cross_packages(packages: tuple[str, ...], target: Arch) -> tuple[str, ...]:
 
 def is_library(package: str) -> bool:
     return package.startswith("lib") and package.endswith("-dev")
-
-
-def check_binfmt(arch: Arch, root: Path = BINFMT) -> None:
-    entry = root / arch.qemu()
-    if not entry.exists():
-        raise ContainerError(
-            f"cannot run {arch} containers on this {host_arch()} host because {arch.qemu()} is not registered in binfmt_misc ({entry} is missing)",
-            hint="sudo apt-get install qemu-user-static binfmt-support (mount binfmt_misc on /proc/sys/fs/binfmt_misc first if it is not mounted)",
-        )
-    if not entry.read_text().startswith("enabled"):
-        raise ContainerError(f"{arch.qemu()} is registered but disabled in {entry}", hint=f"sudo update-binfmts --enable {arch.qemu()}")
 
 
 def check_disk(settings: Settings) -> None:

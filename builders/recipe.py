@@ -86,6 +86,15 @@ class Component:
         """What to fetch: the tag when pinned to a release, else the branch."""
         return self.tag or self.branch  # type: ignore[return-value]
 
+    @property
+    def debian_version(self) -> str:
+        """The upstream part of its .deb's version: 1.18.0-rc1 -> 1.18.0~rc1 (below 1.18.0); a branch pin
+        without a tag -> <version>+git.<commit>."""
+        version = self.version.replace("-", "~")
+        if self.tag is None and "+git" not in version:
+            version += f"+git.{self.commit[:12]}"
+        return version
+
 
 @dataclass(frozen=True, kw_only=True)
 class Target:

@@ -21,6 +21,7 @@ from typing import Any
 from urllib.parse import quote
 
 from . import elf
+from .components import upstream
 from .errors import PackageError
 from .gobuildinfo import BuildInfo, is_go_program, read_build_info
 from .licenses import expression
@@ -184,8 +185,6 @@ def source_package(doc: Document, recipe: Recipe, component: str, built: dict[st
 def license_fields(components: list[str]) -> dict[str, str]:
     """What the components' modules state and their builds found in their licence files: declared by upstream,
     and concluded the same by this tool's check (builders/licenses.py)."""
-    from .components import upstream
-
     found = " AND ".join(dict.fromkeys(expression(upstream(c).licenses) for c in components))
     return {"licenseConcluded": found, "licenseDeclared": found}
 
@@ -216,10 +215,9 @@ def write_json(path: Path, document: dict[str, Any]) -> None:
 # --------------------------------------------------------------------------- the artifacts' SBOMs
 
 
-def write_deb_sbom(recipe: Recipe, component: str, deb: Path, staged: dict[str, Any]) -> None:
-    from .deb import deb_version, package_name
-
-    name, version = package_name(component), deb_version(recipe, component)
+def write_deb_sbom(recipe: Recipe, component: str, deb: Path, staged: dict[str, Any], version: str) -> None:
+    """version: the .deb's own (builders/deb.py names it)."""
+    name = upstream(component).package.name
     package = {"name": name, "versionInfo": version, "primaryPackagePurpose": "INSTALL", "externalRefs": [purl_deb(recipe, name, version)], **license_fields([component])}
     document = sbom(deb, package, deb_files(deb, component), recipe, {component: staged}, int(staged["source_date_epoch"]))
     write_json(sbom_path(deb), document)

@@ -167,11 +167,8 @@ def newest_release(recipes: list[Recipe]) -> str:
     return next((r.name for r in reversed(recipes) if r.crio.tag), "crio-1.36")
 
 
-STAGING_FORMAT = 3  # what a staging manifest records; a new one builds again (2: linked libraries, base image; 3: licences)
-
-
 def compile_task(recipe: Recipe, component: str, settings: Settings) -> dict[str, Any]:
-    from .build import build_component, staging_manifest
+    from .build import STAGING_FORMAT, build_component, staging_manifest
     from .components import upstream
     from .go_toolchain import completion_marker
     from .modes import resolve_mode

@@ -15,12 +15,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..errors import ContainerError, PackageError, RecipeError
-from . import conmon
+from . import cni_plugins, conmon, crun, runc
 from .base import CNI_DIR, OUT, Eras, License, Package, Runtime, Step, Upstream, make, sh, write_file
 
 if TYPE_CHECKING:
     from ..recipe import Component, Recipe
 
+COMPANIONS = {u.name: u for u in (conmon.UPSTREAM, cni_plugins.UPSTREAM, runc.UPSTREAM, crun.UPSTREAM)}  # what cri-o's package depends on
 KERNEL_CHECK = Path(__file__).resolve().parent.parent / "kernel_check.py"
 KERNEL_CHECK_PATH = "usr/share/cri-o/kernel_check.py"  # installed 0755; the postinst runs it
 DROP_IN = "etc/crio/crio.conf.d/10-crio.conf"
@@ -120,11 +121,8 @@ class CriO(Upstream):
         ]  # fmt: skip
 
     def relations(self, recipe: Recipe) -> dict[str, list[str]]:
-        from ..deb import upstream_version
-        from . import upstream
-
         def at_least(name: str) -> str:
-            return f"{upstream(name).package.name} (>= {upstream_version(recipe, name).split('+git', 1)[0]}~)"
+            return f"{COMPANIONS[name].package.name} (>= {recipe.components[name].debian_version.split('+git', 1)[0]}~)"
 
         runtimes = [at_least(name) for name in ERAS.at(recipe.crio.version).runtimes]
         return {
@@ -180,9 +178,7 @@ def build_tags(pin: Component) -> list[str]:
 
 
 def runtimes(recipe: Recipe) -> list[Runtime]:
-    from . import upstream
-
-    return [upstream(name).runtime for name in ERAS.at(recipe.crio.version).runtimes]  # type: ignore[misc]
+    return [COMPANIONS[name].runtime for name in ERAS.at(recipe.crio.version).runtimes]  # type: ignore[misc]
 
 
 def drop_in(recipe: Recipe, pin: Component) -> str:

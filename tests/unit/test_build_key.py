@@ -82,8 +82,8 @@ def test_the_other_architectures_go_checksum_changes_nothing() -> None:
 
 
 def test_a_new_staging_format_changes_every_key(monkeypatch: pytest.MonkeyPatch) -> None:
-    from builders import tasks
+    from builders import build
 
     before = key()
-    monkeypatch.setattr(tasks, "STAGING_FORMAT", tasks.STAGING_FORMAT + 1)
+    monkeypatch.setattr(build, "STAGING_FORMAT", build.STAGING_FORMAT + 1)
     assert key() != before

@@ -20,7 +20,8 @@ from builders.errors import BuildError, ContainerError
 from builders.images import bootstrap_base
 from builders.recipe import Target
 from builders.tools import hint_for
-from builders.modes import check_binfmt, check_disk, resolve_mode
+from builders.images import check_binfmt
+from builders.modes import check_disk, resolve_mode
 from builders.settings import load_settings
 
 REPO = Path(__file__).resolve().parents[2]

@@ -15,6 +15,7 @@ from in_toto_attestation.predicates.provenance.v1 import provenance_pb2
 from builders.arch import Arch
 from builders.attest import provenance, provenance_text
 from builders.build import library_owners
+from builders.deb import deb_version
 from builders.errors import PackageError
 from builders.gobuildinfo import MAGIC, is_go_program, read_build_info
 from builders.sbom import sbom_path, write_deb_sbom
@@ -91,14 +92,14 @@ def test_a_go_program_whose_build_information_cannot_be_read_fails_the_sbom_and_
 
     recipe = load_recipe(Path(__file__).resolve().parents[2] / "recipes" / "crio-1.36.toml")
     good = deb_of(go_program, tmp_path, "good")
-    write_deb_sbom(recipe, "runc", good, STAGED)
+    write_deb_sbom(recipe, "runc", good, STAGED, deb_version(recipe, "runc"))
     assert check_sbom(good) == ([], (1, 1))  # one Go program, one module: example.org/greeting
 
     broken = unreadable(go_program, tmp_path / "prog")
     assert is_go_program(broken.read_bytes()) and read_build_info(broken.read_bytes()) is None
     bad = deb_of(broken, tmp_path, "bad")
     with pytest.raises(PackageError) as info:
-        write_deb_sbom(recipe, "runc", bad, STAGED)
+        write_deb_sbom(recipe, "runc", bad, STAGED, deb_version(recipe, "runc"))
     assert info.value.message == "cannot write the SBOM of bad.deb because ./usr/bin/prog is a Go program whose build information cannot be read"
     # An SBOM that lists no modules for it (as a writer that skipped it wrote) is not verified.
     sbom_path(bad).write_text(sbom_path(good).read_text().replace(hashlib.sha256(good.read_bytes()).hexdigest(), hashlib.sha256(bad.read_bytes()).hexdigest()))
