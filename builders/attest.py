@@ -14,7 +14,10 @@ from in_toto_attestation.predicates.provenance.v1 import provenance_pb2
 from in_toto_attestation.v1.resource_descriptor import ResourceDescriptor
 from in_toto_attestation.v1.statement import Statement
 
+from .apt_repo import resolve_key, run_gpg
+from .errors import PackageError
 from .lifecycle import temp_file
+from .pod_report import report_path, write_report
 
 PROVENANCE = "provenance.intoto.json"
 PREDICATE_TYPE = "https://slsa.dev/provenance/v1"
@@ -90,9 +93,14 @@ def sign_file(path: Path, env: Mapping[str, str] | None = None) -> Path | None:
     return next(iter(sign_files([path], f"sign {path}", env)), None)
 
 
-def sign_files(paths: list[Path], what: str, env: Mapping[str, str] | None = None) -> list[Path]:
-    from .apt_repo import resolve_key, run_gpg
+def write_pod_report(directory: Path, report: dict[str, Any], tested: list[Path]) -> list[Path]:
+    """`doit pod`'s report (builders/pod_report.py), signed when CRIOBUILD_GPG_KEY is set: the files written."""
+    path = write_report(directory, report, tested)
+    signature = sign_file(path)
+    return [path] + ([signature] if signature else [])
 
+
+def sign_files(paths: list[Path], what: str, env: Mapping[str, str] | None = None) -> list[Path]:
     env = os.environ if env is None else env
     key_id = env.get("CRIOBUILD_GPG_KEY", "").strip()
     if not key_id:
@@ -125,15 +133,11 @@ def sign_task(recipes: list[Any], settings: Any) -> dict[str, Any]:
 
 def sign_built(recipes: list[Any], settings: Any) -> None:
     """Detached signatures in each artifacts/<recipe>/ that has a SHA256SUMS (downloaded artifacts too)."""
-    from .errors import PackageError
-
     built = [settings.artifacts / r.name for r in recipes if (settings.artifacts / r.name / "SHA256SUMS").is_file()]
     if not built:
         raise PackageError(f"cannot sign because no recipe in {settings.artifacts} has a SHA256SUMS", hint="build one first: `doit build:<recipe>`")
     if not os.environ.get("CRIOBUILD_GPG_KEY", "").strip():
         raise PackageError("cannot sign because no key was given", hint="set CRIOBUILD_GPG_KEY to the fingerprint of a secret key in your keyring (`gpg --list-secret-keys`)")
-    from .pod_report import report_path
-
     for directory in built:
         report = [report_path(directory)] if report_path(directory).is_file() else []  # `doit pod`'s, if it ran
         for signature in sign_artifacts(directory) + sign_files(report, f"sign {directory / 'pod-report.json'}"):

@@ -34,7 +34,8 @@ from .lifecycle import temporary_dir
 from .recipe import Recipe
 from .settings import Settings
 from .deb import built_debs
-from .pod_report import remove_report, write_report
+from .attest import write_pod_report
+from .pod_report import remove_report
 from .view import say
 
 DATA = Path(__file__).with_name("data") / "pod"
@@ -180,7 +181,7 @@ def run_pod_test(recipe: Recipe, settings: Settings, what: str, boot: Callable[.
             critest = run_critest(node, what) if critest_too else NO_CRITEST  # last: its failing specs may leave pods behind
             seconds["critest"] = round(time.monotonic() - critest_started)
     report = {"recipe": recipe.name, "target": recipe.target.name, "runs": runs, "critest": critest, "subids": subids, "seconds": seconds}
-    written = write_report(settings.artifacts / recipe.name, report, debs)  # beside SHA256SUMS, which it leaves as it is
+    written = write_pod_report(settings.artifacts / recipe.name, report, debs)  # beside SHA256SUMS, which it leaves as it is
     for run in runs:
         say(f"{what}: with cgroup_manager {run['cgroup_manager']}, pod {run['pod_ip']} ran 2 containers on {recipe.target.distro} "
               f"{recipe.target.suite} {recipe.target.arch} under crio {run['crio_version']} ({run['runtime']}); nothing left after rmp")  # fmt: skip

@@ -24,18 +24,16 @@ def signature_path(directory: Path) -> Path:
     return directory / f"{REPORT}.asc"
 
 
-def write_report(directory: Path, report: dict[str, Any], tested: list[Path]) -> list[Path]:
-    """The report with the sha256 of each artifact it tested, atomically; signed when CRIOBUILD_GPG_KEY is set.
-    Returns the files written."""
-    from .attest import sign_file
+def write_report(directory: Path, report: dict[str, Any], tested: list[Path]) -> Path:
+    """The report with the sha256 of each artifact it tested, atomically; an older report's signature goes
+    (builders/attest.py signs the new one)."""
     from .lifecycle import write_atomically
     from .tarball import sha256_file
 
     text = json.dumps({**report, "tested": {p.name: sha256_file(p) for p in sorted(tested)}}, indent=2) + "\n"
-    signature_path(directory).unlink(missing_ok=True)  # it signed an older report
+    signature_path(directory).unlink(missing_ok=True)
     write_atomically(report_path(directory), text)
-    signature = sign_file(report_path(directory))
-    return [report_path(directory)] + ([signature] if signature else [])
+    return report_path(directory)
 
 
 def stale_because(directory: Path) -> str | None:

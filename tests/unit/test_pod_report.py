@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from builders import pod_report, tarball, verify
+from builders import attest, pod_report, tarball, verify
 from tests.integration.test_apt_repo import GnuPG, gnupg  # noqa: F401 (a fixture)
 from tests.unit.test_tarball import built, fake_images, world  # noqa: F401 (a fixture)
 
@@ -40,7 +40,7 @@ def test_the_report_is_its_own_signed_file_and_changes_nothing_the_build_wrote_o
     before = what_the_build_wrote(directory)
     assert "SHA256SUMS.asc" in before and "provenance.intoto.json.asc" in before
 
-    written = pod_report.write_report(directory, REPORT, [artifact])
+    written = attest.write_pod_report(directory, REPORT, [artifact])
 
     assert written == [directory / "pod-report.json", directory / "pod-report.json.asc"]
     assert what_the_build_wrote(directory) == before  # SHA256SUMS, manifest, provenance and their signatures as they were
@@ -55,7 +55,7 @@ def test_without_a_key_the_report_is_not_signed_and_an_older_signature_goes(worl
     monkeypatch.delenv("CRIOBUILD_GPG_KEY", raising=False)
     artifact = built(world)
     (artifact.parent / "pod-report.json.asc").write_text("a signature of an earlier report\n")
-    assert pod_report.write_report(artifact.parent, REPORT, [artifact]) == [artifact.parent / "pod-report.json"]
+    assert attest.write_pod_report(artifact.parent, REPORT, [artifact]) == [artifact.parent / "pod-report.json"]
     assert not (artifact.parent / "pod-report.json.asc").exists()
 
 
@@ -63,7 +63,7 @@ def test_sums_again_keep_a_report_on_the_same_packages(world, signing: GnuPG) ->
     recipe, settings = world
     artifact = built(world)
     tarball.write_sums_and_manifest(recipe, settings, lookup_images=fake_images)
-    pod_report.write_report(artifact.parent, REPORT, [artifact])
+    attest.write_pod_report(artifact.parent, REPORT, [artifact])
     report, signature = ((artifact.parent / name).read_bytes() for name in ("pod-report.json", "pod-report.json.asc"))
     tarball.write_sums_and_manifest(recipe, settings, lookup_images=fake_images)  # `doit sums` again: nothing rebuilt
     assert (artifact.parent / "pod-report.json").read_bytes() == report
@@ -75,7 +75,7 @@ def test_a_rebuild_drops_a_report_whose_packages_changed(world, signing: GnuPG, 
     recipe, settings = world
     artifact = built(world)
     tarball.write_sums_and_manifest(recipe, settings, lookup_images=fake_images)
-    pod_report.write_report(artifact.parent, REPORT, [artifact])
+    attest.write_pod_report(artifact.parent, REPORT, [artifact])
     artifact.write_bytes(artifact.read_bytes() + b"\0")  # what a rebuild with other inputs leaves
     assert verify.check_pod_report(artifact.parent)[0].startswith(f"✗ pod-report.json: does not speak for these packages because it tested {artifact.name} with sha256 ")
 
