@@ -17,7 +17,7 @@ from typing import Any
 from .arch import host_arch
 from .container import Container
 from .errors import ContainerError
-from .lifecycle import temporary_dir
+from .files import temporary_dir
 from .components import upstream
 from .recipe import Recipe
 from .settings import Settings

@@ -24,7 +24,7 @@ from . import elf
 from .components import upstream
 from .errors import PackageError
 from .licenses import copyright_paragraphs
-from .lifecycle import copy_atomically, temp_dir
+from .files import copy_atomically, temp_dir
 from .targets import release
 from .recipe import Recipe
 from .settings import Settings

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import gzip
 import json
-import os
 import posixpath
 import shutil
 import tarfile
@@ -24,9 +23,9 @@ from typing import Any
 from doit.tools import config_changed
 
 from .arch import Arch
-from .download import download, partial_name, sha256_file
+from .download import download, partial_name
 from .errors import BuildError, ChecksumError, RecipeError
-from .lifecycle import locked, temp_dir, write_atomically
+from .files import dir_atomically, locked, sha256_file, write_atomically
 from .recipe import GoToolchain
 from .settings import Settings
 from .tasks import step, step_log
@@ -129,14 +128,9 @@ def discard_leftovers(target: Path, tarball_name: str) -> None:
 
 def unpack(go: GoToolchain, arch: Arch, tarball: Path, target: Path) -> None:
     """Unpack into a temporary sibling, check it is the pinned Go, then rename it to target."""
-    partial = temp_dir(target.parent, target.name)
-    try:
+    with dir_atomically(target) as partial:
         extract_tarball(tarball, partial)
         check_toolchain(go, arch, tarball, partial / "go")
-        os.rename(partial, target)
-    except BaseException:
-        shutil.rmtree(partial, ignore_errors=True)
-        raise
 
 
 def extract_tarball(tarball: Path, dest: Path) -> None:

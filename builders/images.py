@@ -13,7 +13,7 @@ import docker.errors
 
 from .arch import Arch
 from .errors import ContainerError
-from .lifecycle import locked
+from .files import locked
 from .components import upstream
 from .recipe import Recipe, Target
 from .view import say

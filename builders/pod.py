@@ -30,7 +30,7 @@ from .acceptance import APT_ENV
 from .arch import Arch, host_arch
 from .container import Container
 from .errors import ContainerError
-from .lifecycle import temporary_dir
+from .files import temporary_dir
 from .recipe import Recipe
 from .settings import Settings
 from .deb import built_debs

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import difflib
-import hashlib
 import re
 import tomllib
 from dataclasses import dataclass, field, replace
@@ -12,6 +11,7 @@ from typing import Any
 from .arch import Arch
 from .components import REQUIRED, UPSTREAMS
 from .errors import RecipeError
+from .files import sha256_file
 
 DEFAULT_MAINTAINER = "criobuild <criobuild@users.noreply.github.com>"
 CGROUP_MANAGERS = ("systemd", "cgroupfs")
@@ -365,7 +365,7 @@ def build_patch(path: Path, key: str, name: Any) -> Patch:
     file = patches / str(name)
     if not isinstance(name, str) or not file.is_file() or patches not in file.resolve().parents:
         raise RecipeError(f"{path}: key '{key}' names {name!r}, which is no file under {patches}", hint="put the patch in the recipes' patches/ directory and name it relative to it")
-    return Patch(path=file, sha256=hashlib.sha256(file.read_bytes()).hexdigest())
+    return Patch(path=file, sha256=sha256_file(file))
 
 
 def choice(path: Path, key: str, value: str, allowed: tuple[str, ...]) -> str:

@@ -41,7 +41,7 @@ from .components import upstream
 from .recipe import Recipe
 from .attest import PROVENANCE, provenance_text, sign_artifacts, signed_files
 from .sbom import SBOM_CODE, sbom_path, write_tarball_sbom
-from .lifecycle import temp_file, write_atomically
+from .files import file_atomically, sha256_file, write_atomically
 from .view import say
 from .settings import Settings
 
@@ -244,15 +244,10 @@ def tarball_members(recipe: Recipe, settings: Settings) -> list[Member]:
 
 def write_tar(members: list[Member], dest: Path, mtime: int) -> None:
     """A gzipped tar of members under TOP/: owner root, fixed mtime, no gzip name or time; atomic."""
-    fd, tmp = temp_file(dest.parent, dest.name)
-    try:
-        with os.fdopen(fd, "wb") as raw, gzip.GzipFile(filename="", mode="wb", fileobj=raw, compresslevel=GZIP_LEVEL, mtime=0) as gz:
-            with tarfile.open(fileobj=gz, mode="w", format=tarfile.GNU_FORMAT) as tar:
-                for m in [Member(TOP, 0o755)] + [Member(f"{TOP}/{x.path}", x.mode, x.data, x.link) for x in members]:
-                    tar.addfile(*tar_entry(m, mtime))
-        tmp.rename(dest)
-    finally:
-        tmp.unlink(missing_ok=True)
+    with file_atomically(dest, "wb") as (raw, _), gzip.GzipFile(filename="", mode="wb", fileobj=raw, compresslevel=GZIP_LEVEL, mtime=0) as gz:
+        with tarfile.open(fileobj=gz, mode="w", format=tarfile.GNU_FORMAT) as tar:
+            for m in [Member(TOP, 0o755)] + [Member(f"{TOP}/{x.path}", x.mode, x.data, x.link) for x in members]:
+                tar.addfile(*tar_entry(m, mtime))
 
 
 def tar_entry(m: Member, mtime: int) -> tuple[tarfile.TarInfo, io.BytesIO | None]:
@@ -297,14 +292,6 @@ def installed_files(member_paths: list[str]) -> list[str]:
 
 
 # --------------------------------------------------------------------------- SHA256SUMS and manifest.json
-
-
-def sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 ARTIFACT_SUFFIXES = (".deb", ".tar.gz", ".spdx.json")

@@ -6,7 +6,7 @@ from pathlib import Path
 import docker
 
 from .container import Container
-from .lifecycle import locked
+from .files import locked
 
 MARKER = ".criobuild-complete"
 _known_filled: set[str] = set()  # checked in this process: doit compiles four components in one
