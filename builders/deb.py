@@ -20,7 +20,7 @@ from typing import Any
 
 from doit.tools import config_changed
 
-from . import elf
+from . import elf, gobuildinfo
 from .components import upstream
 from .errors import PackageError
 from .licenses import copyright_paragraphs
@@ -176,7 +176,6 @@ class ElfFacts:
 
 
 ET_EXEC = 2
-GO_BUILDINFO = b"\xff Go buildinf:"
 
 
 def elf_facts(path: Path) -> ElfFacts | None:
@@ -187,7 +186,7 @@ def elf_facts(path: Path) -> ElfFacts | None:
     types = {kind for kind, *_ in found.segments()}
     return ElfFacts(
         interpreter=elf.PT_INTERP in types, relro=elf.PT_GNU_RELRO in types,
-        position_dependent=found.e_type == ET_EXEC, go=GO_BUILDINFO in found.data,
+        position_dependent=found.e_type == ET_EXEC, go=gobuildinfo.MAGIC in found.data,
     )  # fmt: skip
 
 

@@ -24,6 +24,7 @@ from doit.tools import config_changed
 
 from .arch import Arch
 from .download import download, partial_name
+from .elf import ELF_MAGIC, E_MACHINE
 from .errors import BuildError, ChecksumError, RecipeError
 from .files import dir_atomically, locked, sha256_file, write_atomically
 from .recipe import GoToolchain
@@ -32,7 +33,6 @@ from .tasks import step, step_log
 
 OFFICIAL_DOWNLOADS = "https://go.dev/dl"
 MARKER = ".criobuild-complete"
-ELF_MACHINES = {Arch.arm64: 0xB7, Arch.armhf: 0x28, Arch.amd64: 0x3E}  # e_machine: EM_AARCH64, EM_ARM, EM_X86_64
 
 
 class UnsafeArchiveError(BuildError):
@@ -210,8 +210,8 @@ def check_toolchain(go: GoToolchain, arch: Arch, tarball: Path, root: Path) -> N
             )
     with binary.open("rb") as f:
         header = f.read(20)
-    machine = int.from_bytes(header[18:20], "little") if header[:4] == b"\x7fELF" else None
-    if machine != ELF_MACHINES[arch]:
+    machine = int.from_bytes(header[18:20], "little") if header[:4] == ELF_MAGIC else None
+    if machine != E_MACHINE[arch]:
         raise ChecksumError(
             f"{tarball.name} was rejected because its go/bin/go is not an ELF binary for {arch}",
             hint=f"the pinned sha256 belongs to another architecture: check go.sha256.{arch}",
