@@ -28,6 +28,7 @@ from typing import Any, Callable, Iterator
 
 from .acceptance import APT_ENV
 from .arch import Arch, host_arch
+from .components import cri_o
 from .container import Container
 from .errors import ContainerError
 from .files import temporary_dir
@@ -228,8 +229,6 @@ NO_CRITEST = {"passed": 0, "failed": 0, "skipped": 0, "needs_internet": 0, "need
 
 
 def default_runtime(recipe: Recipe) -> str:
-    from .components import cri_o
-
     return cri_o.runtimes(recipe)[0].name
 
 
@@ -239,8 +238,7 @@ def other_manager(manager: str) -> str:
 
 def switch_cgroup_manager(node: Container, manager: str, what: str) -> None:
     """What a user does whose kubelet uses another cgroup driver than the package's: a drop-in after ours, and a restart."""
-    conmon_cgroup = "system.slice" if manager == "systemd" else "pod"  # with cgroupfs crio refuses "system.slice"
-    text = f'[crio.runtime]\ncgroup_manager = "{manager}"\nconmon_cgroup = "{conmon_cgroup}"\n'
+    text = f'[crio.runtime]\ncgroup_manager = "{manager}"\nconmon_cgroup = "{cri_o.conmon_cgroup(manager)}"\n'
     node.call(["sh", "-c", f"cat > /etc/crio/crio.conf.d/50-cgroup-manager.conf <<'EOF'\n{text}EOF\nsystemctl restart crio || true"])
     wait_for_crio(node, what)
 

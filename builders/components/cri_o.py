@@ -200,8 +200,7 @@ def drop_in(recipe: Recipe, pin: Component) -> str:
         "",
         "[crio.runtime]",
         f'cgroup_manager = "{recipe.cgroup_manager}"',
-        # With cgroupfs crio refuses "system.slice" for conmon: it goes into the pod's cgroup.
-        f'conmon_cgroup = "{"system.slice" if recipe.cgroup_manager == "systemd" else "pod"}"',
+        f'conmon_cgroup = "{conmon_cgroup(recipe.cgroup_manager)}"',
         f'default_runtime = "{handlers[0].name}"',
     ]
     if not era.monitor_path:
@@ -212,6 +211,11 @@ def drop_in(recipe: Recipe, pin: Component) -> str:
             lines.append(f'monitor_path = "{conmon.PATH}"')
     lines += ["", "[crio.network]", "plugin_dirs = [" + ", ".join(f'"{d}"' for d in PLUGIN_DIRS) + "]"]
     return "\n".join(lines) + "\n"
+
+
+def conmon_cgroup(cgroup_manager: str) -> str:
+    """Where crio puts conmon: with cgroupfs crio refuses "system.slice", so conmon goes into the pod's cgroup."""
+    return "system.slice" if cgroup_manager == "systemd" else "pod"
 
 
 # /etc/default/crio, the units' EnvironmentFile: upstream's contrib/sysconfig/crio names the variables
