@@ -18,7 +18,7 @@ import docker
 from . import elf, store
 from .arch import Arch
 from .components import upstream
-from .components.base import OUT, Step, sh
+from .components.base import OUT, Command, sh
 from .container import Container, docker_client
 from .errors import ContainerError, PackageError, SourceError
 from .go_toolchain import ensure_go
@@ -85,7 +85,7 @@ def go_cache_volume(recipe: Recipe, mode: BuildMode, user: str) -> str:
     return f"criobuild-gocache-{recipe.target.distro}-{recipe.target.suite}-{recipe.target.arch}-{mode.name}{suffix}"
 
 
-def prepare_container(mode: BuildMode, user: str) -> Step:
+def prepare_container(mode: BuildMode, user: str) -> Command:
     """Run as root before the build: the shims, and a home and Go cache the build's user may write.
 
     Git must trust the tree whoever owns it, or upstream's `git rev-parse` stamps no commit.

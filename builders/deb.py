@@ -351,13 +351,13 @@ def drop_other_versions(artifact: Path, pattern: str) -> None:
 
 def deb_task(recipe: Recipe, component: str, settings: Settings) -> dict[str, Any]:
     from .build import staging_manifest
-    from .tasks import step, step_log
+    from .tasks import logged_actions, step_log
 
     packaging = [Path(__file__), *package_sources(component)]
     return {
         "name": f"{recipe.name}:{package_name(component)}",
         "doc": f"package {component} as {package_name(component)}_{deb_version(recipe, component)}_{recipe.target.arch.to_deb()}.deb",
-        **step(package_deb, [recipe, component, settings], step_log(settings, recipe.name, f"deb-{package_name(component)}"), f"deb:{recipe.name}:{package_name(component)}"),
+        **logged_actions(package_deb, [recipe, component, settings], step_log(settings, recipe.name, f"deb-{package_name(component)}"), f"deb:{recipe.name}:{package_name(component)}"),
         "file_dep": [staging_manifest(settings, recipe, component), *packaging],
         "targets": [deb_path(recipe, component, settings), sbom_path(deb_path(recipe, component, settings))],
         "uptodate": [config_changed({"revision": recipe.revision, "maintainer": recipe.maintainer, "relations": upstream(component).relations(recipe), "scripts": upstream(component).maintainer_scripts(recipe)})],

@@ -29,7 +29,7 @@ from .errors import BuildError, ChecksumError, RecipeError
 from .files import dir_atomically, locked, sha256_file, write_atomically
 from .recipe import GoToolchain
 from .settings import Settings
-from .tasks import step, step_log
+from .tasks import logged_actions, step_log
 
 OFFICIAL_DOWNLOADS = "https://go.dev/dl"
 MARKER = ".criobuild-complete"
@@ -231,7 +231,7 @@ def go_task(go: GoToolchain, arch: Arch, settings: Settings) -> dict[str, Any]:
     return {
         "name": f"{go.version}-{arch}",
         "doc": f"Go {go.version} for {arch}: download {go.tarball(arch)}, verify its pinned sha256, unpack into the cache",
-        **step(fetch_go, [], step_log(settings, "", f"go-{go.version}-{arch}"), f"go:{go.version}-{arch}"),  # shared by recipes: artifacts/logs/
+        **logged_actions(fetch_go, [], step_log(settings, "", f"go-{go.version}-{arch}"), f"go:{go.version}-{arch}"),  # shared by recipes: artifacts/logs/
         "targets": [str(completion_marker(go, arch, settings))],
         "uptodate": [config_changed({"version": go.version, "sha256": go.sha256.get(arch, ""), "arch": str(arch)})],
     }

@@ -86,12 +86,12 @@ POD_MOUNTS = re.compile(r" (/run/containers/storage/|/var/lib/containers/storage
 
 def node_task(recipe: Recipe, settings: Settings) -> dict[str, Any]:
     from .deb import deb_path
-    from .tasks import step, step_log
+    from .tasks import logged_actions, step_log
 
     return {
         "name": recipe.name,
         "doc": f"boot an emulated {recipe.target.suite} {recipe.target.arch} machine (QEMU, Debian's kernel) with {recipe.name}'s .debs and run the pod test in it",
-        **step(node_test, [recipe, settings], step_log(settings, recipe.name, "node"), f"node:{recipe.name}"),
+        **logged_actions(node_test, [recipe, settings], step_log(settings, recipe.name, "node"), f"node:{recipe.name}"),
         "file_dep": [deb_path(recipe, c, settings) for c in recipe.components],
         "task_dep": [f"sums:{recipe.name}"],  # as pod_task: a .deb rebuilt for it is summed before the report names it
         "uptodate": [False],  # a test: it runs whenever asked
@@ -105,12 +105,12 @@ def node_task(recipe: Recipe, settings: Settings) -> dict[str, Any]:
 
 def pod_task(recipe: Recipe, settings: Settings) -> dict[str, Any]:
     from .deb import deb_path
-    from .tasks import step, step_log
+    from .tasks import logged_actions, step_log
 
     return {
         "name": recipe.name,
         "doc": f"boot a clean {recipe.target.suite} {recipe.target.arch} container with {recipe.name}'s .debs and run a pod with crictl (natively)",
-        **step(pod_test, [recipe, settings], step_log(settings, recipe.name, "pod"), f"pod:{recipe.name}"),
+        **logged_actions(pod_test, [recipe, settings], step_log(settings, recipe.name, "pod"), f"pod:{recipe.name}"),
         "file_dep": [deb_path(recipe, c, settings) for c in recipe.components],
         # After the sums: a .deb rebuilt for the test is summed (and signed) before the report names it.
         "task_dep": [f"sums:{recipe.name}"],

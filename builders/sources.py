@@ -29,7 +29,7 @@ from .files import file_atomically, locked, swap_into_place, temp_dir, write_ato
 from .lifecycle import PARTIAL, leftover, no_space_error, remove, temp_prefix
 from .recipe import Component, Recipe, load_recipe
 from .settings import Settings
-from .tasks import as_action, step, step_log
+from .tasks import as_action, logged_actions, step_log
 from .view import say
 
 # Fetch depths: a first shallow fetch, then deepen steps until the pin is proven on its branch.
@@ -590,7 +590,7 @@ def source_task(recipe: Recipe, component_name: str, settings: Settings) -> dict
     return {
         "name": f"{recipe.name}:{component_name}",
         "doc": f"fetch {component_name} {component.ref} ({short(component.commit)}) into the source cache",
-        **step(fetch_and_stamp, [], step_log(settings, recipe.name, f"source-{component_name}"), f"source:{recipe.name}:{component_name}"),
+        **logged_actions(fetch_and_stamp, [], step_log(settings, recipe.name, f"source-{component_name}"), f"source:{recipe.name}:{component_name}"),
         "targets": [str(stamp)],
         "uptodate": [config_changed(repr(component))],
     }

@@ -424,12 +424,12 @@ def write_sums_and_manifest(recipe: Recipe, settings: Settings, lookup_images: A
 
 def tarball_task(recipe: Recipe, settings: Settings) -> dict[str, Any]:
     from .build import staging_manifest
-    from .tasks import step, step_log
+    from .tasks import logged_actions, step_log
 
     return {
         "name": recipe.name,
         "doc": f"release tarball {tarball_path(recipe, settings).name} with an install script",
-        **step(make_tarball, [recipe, settings], step_log(settings, recipe.name, "tarball"), f"tarball:{recipe.name}"),
+        **logged_actions(make_tarball, [recipe, settings], step_log(settings, recipe.name, "tarball"), f"tarball:{recipe.name}"),
         "file_dep": [staging_manifest(settings, recipe, c) for c in recipe.components] + package_data() + SBOM_CODE,
         "targets": [tarball_path(recipe, settings), sbom_path(tarball_path(recipe, settings))],
     }
@@ -442,12 +442,12 @@ def package_data() -> list[Path]:
 
 def sums_task(recipe: Recipe, settings: Settings) -> dict[str, Any]:
     from .deb import deb_path
-    from .tasks import step, step_log
+    from .tasks import logged_actions, step_log
 
     artifacts = [deb_path(recipe, c, settings) for c in recipe.components] + [tarball_path(recipe, settings)]
     artifacts += [sbom_path(a) for a in artifacts]
     out = settings.artifacts / recipe.name
-    sums = step(write_sums_and_manifest, [recipe, settings], step_log(settings, recipe.name, "sums"), f"sums:{recipe.name}")
+    sums = logged_actions(write_sums_and_manifest, [recipe, settings], step_log(settings, recipe.name, "sums"), f"sums:{recipe.name}")
     sums["meta"] |= {"sums": str(out / "SHA256SUMS"), "target": f"{recipe.target.distro} {recipe.target.suite} {recipe.target.arch}"}  # the view's summary
     return {
         "name": recipe.name,

@@ -85,7 +85,7 @@ def shown_names(paths: list[Path], limit: int = 4) -> list[str]:
     return names + ([f"and {len(paths) - limit} more"] if len(paths) > limit else [])
 
 
-def step(func: Callable[..., Any], args: list[Any], log: Path, name: str = "") -> dict[str, Any]:
+def logged_actions(func: Callable[..., Any], args: list[Any], log: Path, name: str = "") -> dict[str, Any]:
     """A task's action and meta when it is a step of a build: the view shows it, its output goes to log."""
     return {"actions": [(as_action(func, log, name), args)], "meta": {"log": str(log)}, "verbosity": 2}
 
@@ -183,7 +183,7 @@ def compile_task(recipe: Recipe, component: str, settings: Settings) -> dict[str
     return {
         "name": f"{recipe.name}:{component}",
         "doc": f"build {component} {c.version} for {recipe.target.arch} in a {recipe.target.suite} container",
-        **step(build_component, [recipe, component, settings], step_log(settings, recipe.name, f"compile-{component}"), f"compile:{recipe.name}:{component}"),
+        **logged_actions(build_component, [recipe, component, settings], step_log(settings, recipe.name, f"compile-{component}"), f"compile:{recipe.name}:{component}"),
         "task_dep": [f"preflight:{recipe.name}"],  # first, before the downloads and clones file_dep brings
         "file_dep": [stamp_path(recipe, component, settings), completion_marker(recipe.go_for(component), go_arch, settings)],
         "targets": [staging_manifest(settings, recipe, component)],
@@ -199,7 +199,7 @@ def preflight_task(recipe: Recipe, settings: Settings) -> dict[str, Any]:
     return {
         "name": recipe.name,
         "doc": "check the Docker engine, QEMU, tools and disk before anything is downloaded",
-        **step(preflight, [recipe, settings], step_log(settings, recipe.name, "preflight"), f"preflight:{recipe.name}"),
+        **logged_actions(preflight, [recipe, settings], step_log(settings, recipe.name, "preflight"), f"preflight:{recipe.name}"),
         "uptodate": [False],
     }
 

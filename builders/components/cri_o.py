@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..errors import ContainerError, PackageError, RecipeError
 from . import conmon
-from .base import CNI_DIR, OUT, Eras, License, Package, Runtime, Step, Upstream, make, sh, write_file
+from .base import CNI_DIR, OUT, Command, Eras, License, Package, Runtime, Upstream, make, sh, write_file
 
 if TYPE_CHECKING:
     from ..recipe import Component, Recipe
@@ -100,7 +100,7 @@ class CriO(Upstream):
                     hint=f"CRI-O {recipe.crio.version} names the OCI runtimes {', '.join(ERAS.at(recipe.crio.version).runtimes)}: pin each",
                 )
 
-    def steps(self, recipe: Recipe, pin: Component) -> list[Step]:
+    def steps(self, recipe: Recipe, pin: Component) -> list[Command]:
         era = ERAS.at(pin.version)
         install_vars = [f"DESTDIR={OUT}", f"PREFIX={OUT}/usr", f"ETCDIR={OUT}/etc"]
         configs = " ".join(f"contrib/cni/{name}" for name in era.cni_configs)
