@@ -53,7 +53,7 @@ class Place(NamedTuple):
 
 def component_of(recipe: Recipe) -> str:
     """The recipe's name without its target: crio-1.36 for crio-1.36@bookworm-armhf too (suites and architectures differ)."""
-    return recipe.name.split("@", 1)[0]
+    return recipe.base_name
 
 
 def component_order(component: str) -> tuple[tuple[int, ...], str]:

@@ -245,7 +245,7 @@ def switch_cgroup_manager(node: Container, manager: str, what: str) -> None:
 
 def check_native(recipe: Recipe) -> None:
     if recipe.target.arch != host_arch():
-        native = recipe.name.split("@")[0] + f"@trixie-{host_arch()}" if host_arch().value == "amd64" else recipe.name
+        native = f"{recipe.base_name}@trixie-{host_arch()}" if host_arch().value == "amd64" else recipe.name
         raise ContainerError(
             f"cannot run the pod test of {recipe.name} on this {host_arch()} host because QEMU user emulation cannot create "
             f"the namespaces a container needs (clone with CLONE_NEWNS or CLONE_NEWPID fails with EINVAL)",

@@ -112,6 +112,12 @@ class Recipe:
     build_packages: tuple[str, ...] = ()
     subid_ranges: tuple[str, ...] = ()
     components: dict[str, Component] = field(default_factory=dict)
+    variant_of: str | None = None  # for another target than the file's (crio-1.36@bookworm-armhf): the file's recipe name
+
+    @property
+    def base_name(self) -> str:
+        """The recipe file's name (crio-1.36), the same for every target."""
+        return self.variant_of or self.name
 
     @property
     def crio(self) -> Component:
@@ -336,7 +342,7 @@ def for_every_target(recipe: Recipe) -> list[Recipe]:
     from .targets import FAMILIES, TARGETS
 
     others = [Target(distro=d, suite=s, arch=a, mirror=FAMILIES[d].MIRROR) for d, s, a in TARGETS]
-    return [recipe] + [replace(recipe, name=f"{recipe.name}@{t.name}", target=t) for t in others if t.name != recipe.target.name]
+    return [recipe] + [replace(recipe, name=f"{recipe.name}@{t.name}", target=t, variant_of=recipe.name) for t in others if t.name != recipe.target.name]
 
 
 def build_component(path: Path, name: str, table: dict[str, Any]) -> Component:

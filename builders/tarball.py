@@ -91,7 +91,7 @@ class Member:
 def tarball_path(recipe: Recipe, settings: Settings) -> Path:
     """Named the way upstream names its bundles, cri-o.<arch>.v<version>.tar.gz, for the recipe's own target;
     for another its release too (cri-o.bookworm.arm64.v1.36.3.tar.gz), so release assets never collide."""
-    arch = f"{recipe.target.suite}.{recipe.target.arch}" if "@" in recipe.name else str(recipe.target.arch)
+    arch = f"{recipe.target.suite}.{recipe.target.arch}" if recipe.variant_of else str(recipe.target.arch)
     return settings.artifacts / recipe.name / f"cri-o.{arch}.v{recipe.crio.version}.tar.gz"
 
 

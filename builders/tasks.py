@@ -108,7 +108,7 @@ def check_requested(argv: list[str], recipes: list[Recipe], recipe_files: list[R
             raise BuildError(f"there is no recipe {recipe!r} in {directory} (asked for by `{arg}`)", hint=f"recipes: {', '.join(closest_first(recipe, files))}")
         if step_name == "pin":
             raise BuildError(f"`{arg}`: pin takes a recipe, not a target", hint=f"doit pin:{recipe}")
-        targets = [r.name.partition("@")[2] for r in recipes if r.name.startswith(f"{recipe}@")]
+        targets = [r.target.name for r in recipes if r.variant_of == recipe]
         raise BuildError(f"there is no target {target!r} for {recipe} (asked for by `{arg}`)", hint=f"targets: {', '.join(closest_first(target, targets))}; without @<target>: {next(r.target.name for r in recipe_files if r.name == recipe)}")
 
 
