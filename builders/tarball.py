@@ -2,8 +2,8 @@
 
 The tarball follows upstream's bundle (cri-o.<arch>.v<version>.tar.gz, one top directory `cri-o/`,
 an `install` script with uninstall, PREFIX=/usr/local, CNI plugins in /opt/cni/bin, units in
-$PREFIX/lib/systemd/system). It is made from the four staging trees (builders/build.py), whose
-Debian paths (/usr/bin, /usr/lib/cni) are mapped onto the tarball's sections:
+$PREFIX/lib/systemd/system). It is made from the staging trees of the recipe's components (builders/build.py),
+whose Debian paths (/usr/bin, /usr/lib/cni) are mapped onto the tarball's sections:
 
     staging usr/bin/*                  -> cri-o/bin/*           -> $PREFIX/bin
     staging usr/libexec/*              -> cri-o/libexec/*       -> $PREFIX/libexec (crio/runc, crio/crun)
