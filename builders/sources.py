@@ -1,8 +1,8 @@
 """Sources: one cached clone per upstream, each build from a clean checkout of exactly the pinned commit.
 
-Every git operation goes through the git CLI (GitPython's `Git.execute`), so the user's git
-configuration applies: `url.<mirror>.insteadOf <upstream>` redirects clones to a mirror or a
-`file://` copy without any code here knowing about it.
+Every git operation runs the git CLI (run_git), so the user's git configuration applies:
+`url.<mirror>.insteadOf <upstream>` redirects clones to a mirror or a `file://` copy without any code here
+knowing about it.
 
 Cache layout (shared by every recipe): `<CRIOBUILD_CACHE>/clones/<host_path>-<hash>.git` is a bare,
 usually shallow repository whose `origin` is the upstream URL. Tags are fetched to `refs/tags/<tag>`,
@@ -16,11 +16,12 @@ import hashlib
 import os
 import re
 import shutil
+import subprocess
+import sys
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-import git
 from doit.tools import config_changed
 from packaging.version import InvalidVersion, Version
 
@@ -55,25 +56,31 @@ def short(commit: str) -> str:
 # --------------------------------------------------------------------------- git plumbing
 
 
+class GitFailed(Exception):
+    """A git command that had to succeed did not (a bug unless the caller says why to the user)."""
+
+    def __init__(self, args: tuple[str, ...], status: int, stderr: str) -> None:
+        super().__init__(f"`git {' '.join(args)}` returned {status}: {stderr}")
+        self.stderr = stderr
+
+
 def run_git(*args: str, git_dir: Path | None = None, cwd: Path | None = None) -> tuple[int, str, str]:
-    """Run git; return (status, stdout, stderr). Never prompts for credentials."""
-    command = ["git"]
-    if git_dir is not None:
-        command.append(f"--git-dir={git_dir}")
-    command += list(args)
-    status, out, err = git.Git(str(cwd) if cwd else None).execute(
-        command, with_extended_output=True, with_exceptions=False, env=GIT_ENV,
-        strip_newline_in_stdout=True,
+    """Run git; return (status, stdout, stderr), each without its last newline. Never prompts for credentials;
+    git speaks English (LC_ALL=C) because its messages are read (looks_corrupt, last_line)."""
+    command = ["git", *([f"--git-dir={git_dir}"] if git_dir is not None else []), *args]
+    result = subprocess.run(
+        command, cwd=cwd, env={**os.environ, "LANGUAGE": "C", "LC_ALL": "C", **GIT_ENV}, stdin=subprocess.DEVNULL,
+        capture_output=True, encoding=sys.getfilesystemencoding(), errors="surrogateescape",
     )
-    return status, out, err
+    return result.returncode, result.stdout.removesuffix("\n"), result.stderr.removesuffix("\n")
 
 
 def git_ok(*args: str, git_dir: Path | None = None, cwd: Path | None = None) -> str:
-    """Run git, raising git.GitCommandError on failure; return stripped stdout."""
+    """Run git, raising GitFailed on failure; return stripped stdout."""
     status, out, err = run_git(*args, git_dir=git_dir, cwd=cwd)
     if status != 0:
         check_space(err, git_dir or cwd or Path(args[-1]).parent)
-        raise git.GitCommandError(["git", *args], status, err)
+        raise GitFailed(args, status, err)
     return out.strip()
 
 
@@ -229,10 +236,10 @@ def new_bare_clone(path: Path, component: Component) -> Path:
         # checkout() fetches the pinned commit by id from this clone.
         git_ok("config", "uploadpack.allowAnySHA1InWant", "true", git_dir=tmp)
         git_ok("config", "gc.auto", "0", git_dir=tmp)
-    except git.GitCommandError as e:
+    except GitFailed as e:
         shutil.rmtree(tmp, ignore_errors=True)
-        check_space(str(e.stderr), path.parent)
-        raise SourceError(f"creating a clone of {component.repo} in {path.parent} failed because {last_line(str(e.stderr))}") from None
+        check_space(e.stderr, path.parent)
+        raise SourceError(f"creating a clone of {component.repo} in {path.parent} failed because {last_line(e.stderr)}") from None
     return tmp
 
 
