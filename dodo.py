@@ -140,7 +140,7 @@ def task_check():
 
 
 def task_accept():
-    """Install a recipe's .debs in a clean arm64 container and run them: `doit accept:crio-1.36`."""
+    """Install a recipe's .debs in a clean container of its target and run them: `doit accept:crio-1.36`."""
     from builders.acceptance import accept_task
 
     for recipe in RECIPES:

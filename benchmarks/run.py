@@ -11,7 +11,7 @@ from CRIOBUILD_GO_MIRROR, as for doit. Each mode builds cold: fresh cache, artif
 and its Go build-cache volume removed (builder images are reused and reported separately).
 The floor is the time spent in the upstream make/script steps inside the build container (recorded
 per step in the staging manifests); the pipeline is the wall time of one `doit compile:…` run of all
-four components, and per component the wall time of its compile task (also in the manifests).
+the recipe's components, and per component the wall time of its compile task (also in the manifests).
 Then, in the last mode, `doit build:<recipe>` packages once (not timed), runs again as a warm no-op
 (timed), and runs once more after --repin changed one component's pin (timed: that component's
 compile, the packages and sums that depend on it).
@@ -33,7 +33,6 @@ import datetime
 import json
 import os
 import platform
-import re
 import shutil
 import subprocess
 import sys
@@ -49,6 +48,7 @@ from rich.console import Console  # noqa: E402
 from rich.table import Table  # noqa: E402
 
 from builders.recipe import load_recipe  # noqa: E402
+from builders.sources import rewrite_table, write_recipe  # noqa: E402
 
 console = Console()
 
@@ -111,14 +111,8 @@ def repin(recipe_path: Path, spec: str) -> None:
     """--repin conmon=v2.0.18@<commit>: rewrite that component's tag and commit in a copy of the recipe."""
     component, _, pin = spec.partition("=")
     tag, _, commit = pin.partition("@")
-    text = recipe_path.read_text()
-    table = re.search(rf"(?ms)^\[components\.{re.escape(component)}\]\n.*?(?=^\[|\Z)", text)
-    if not table:
-        sys.exit(f"--repin: no [components.{component}] in {recipe_path}")
-    body = re.sub(r'(?m)^tag = ".*"$', f'tag = "{tag}"', table.group(0))
-    body = re.sub(r'(?m)^commit = ".*"$', f'commit = "{commit}"', body)
-    recipe_path.write_text(text[: table.start()] + body + text[table.end():])
-    load_recipe(recipe_path)
+    text = rewrite_table(recipe_path.read_text(), f"components.{component}", {"tag": tag, "commit": commit}, recipe_path)
+    write_recipe(recipe_path, text)  # validated first
 
 
 def fixture_recipes(root: Path) -> tuple[Path, str]:

@@ -17,7 +17,7 @@ from typing import Any
 from .arch import host_arch
 from .container import Container
 from .errors import ContainerError
-from .lifecycle import temporary_dir
+from .files import temporary_dir
 from .components import upstream
 from .recipe import Recipe
 from .settings import Settings
@@ -28,12 +28,12 @@ APT_ENV = {"DEBIAN_FRONTEND": "noninteractive", "LANG": "C.UTF-8"}
 
 def accept_task(recipe: Recipe, settings: Settings) -> dict[str, Any]:
     from .deb import deb_path
-    from .tasks import step, step_log
+    from .tasks import logged_actions, step_log
 
     return {
         "name": recipe.name,
         "doc": f"install {recipe.name}'s .debs with apt in a clean {recipe.target.suite} {recipe.target.arch} container and run crio/conmon/crictl --version",
-        **step(accept, [recipe, settings], step_log(settings, recipe.name, "accept"), f"accept:{recipe.name}"),
+        **logged_actions(accept, [recipe, settings], step_log(settings, recipe.name, "accept"), f"accept:{recipe.name}"),
         "file_dep": [deb_path(recipe, c, settings) for c in recipe.components],
     }
 

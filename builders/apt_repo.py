@@ -21,7 +21,6 @@ in a temporary directory next to the output and swapped in at the end; it holds 
 from __future__ import annotations
 
 import gzip
-import hashlib
 import lzma
 import os
 import re
@@ -33,7 +32,7 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 from .errors import PackageError
-from .lifecycle import temp_dir
+from .files import dir_atomically, sha256_file
 from .recipe import Recipe, recipe_sort_key
 from .settings import Settings
 
@@ -54,7 +53,7 @@ class Place(NamedTuple):
 
 def component_of(recipe: Recipe) -> str:
     """The recipe's name without its target: crio-1.36 for crio-1.36@bookworm-armhf too (suites and architectures differ)."""
-    return recipe.name.split("@", 1)[0]
+    return recipe.base_name
 
 
 def component_order(component: str) -> tuple[tuple[int, ...], str]:
@@ -118,8 +117,7 @@ def build_repo(
     fingerprint = resolve_key(key_id)
     debs = collect_debs(recipes, settings)
     out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = temp_dir(out.parent, out.name)
-    try:
+    with dir_atomically(out) as tmp:
         pool = fill_pool(tmp, debs)
         for suite_name, archs in sorted(suite_archs(recipes, debs).items()):
             components = {place.component: {pool[d] for d in debs if debs[d] == place} for place in debs.values() if place.suite == suite_name}
@@ -127,10 +125,6 @@ def build_repo(
         export_key(fingerprint, tmp)
         for suite_name in sorted({place.suite for place in debs.values()}):
             verify_suite(tmp / "dists" / suite_name, tmp / KEYRING)
-        swap_into_place(tmp, out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return out
 
 
@@ -214,7 +208,7 @@ def collect_debs(recipes: list[Recipe], settings: Settings) -> dict[Path, Place]
             # within one component a name and version is one file (the same recipe given twice).
             earlier = by_name.get((place.component, deb.name))
             if earlier is not None and earlier != deb:
-                if file_digest(earlier) != file_digest(deb):
+                if sha256_file(earlier) != sha256_file(deb):
                     print(f"note: {deb.name} differs between {earlier.parent} and {deb.parent}; the apt repository gets {deb.parent}'s", file=sys.stderr)
                 del found[earlier]
             by_name[(place.component, deb.name)] = deb
@@ -335,15 +329,6 @@ def verify_suite(dist: Path, keyring: Path) -> None:
             )
 
 
-def swap_into_place(tmp: Path, out: Path) -> None:
-    """Replace out with tmp; out is missing only for the instant between two renames."""
-    old = out.parent / f".{out.name}.old-{os.getpid()}"
-    if out.exists() or out.is_symlink():
-        out.rename(old)
-    tmp.rename(out)
-    shutil.rmtree(old, ignore_errors=True)
-
-
 def built_components(out: Path, recipes: list[Recipe]) -> dict[str, list[str]]:
     """suite -> the components (CRI-O minors) the repository in out has for it, oldest first."""
     found: dict[str, set[str]] = {}
@@ -376,11 +361,6 @@ def pi_owner_lines(url: str, suite: str, component: str) -> list[str]:
 
 
 # -- helpers -------------------------------------------------------------------------------------------
-
-
-def file_digest(path: Path) -> str:
-    with path.open("rb") as f:
-        return hashlib.file_digest(f, "sha256").hexdigest()
 
 
 def run(argv: list[str], *, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:

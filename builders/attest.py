@@ -16,7 +16,7 @@ from in_toto_attestation.v1.statement import Statement
 
 from .apt_repo import resolve_key, run_gpg
 from .errors import PackageError
-from .lifecycle import temp_file
+from .files import file_atomically
 from .pod_report import report_path, write_report
 
 PROVENANCE = "provenance.intoto.json"
@@ -109,13 +109,8 @@ def sign_files(paths: list[Path], what: str, env: Mapping[str, str] | None = Non
     signatures = []
     for path in paths:
         signature = path.with_name(path.name + ".asc")
-        fd, partial = temp_file(signature.parent, signature.name)
-        os.close(fd)
-        try:
+        with file_atomically(signature) as (_, partial):
             run_gpg(["--local-user", fingerprint, "--armor", "--detach-sign", "--yes", "--output", str(partial), str(path)], passphrase=env.get("CRIOBUILD_GPG_PASSPHRASE"), what=what)
-            partial.rename(signature)
-        finally:
-            partial.unlink(missing_ok=True)
         signatures.append(signature)
     return signatures
 

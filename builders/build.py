@@ -23,7 +23,7 @@ from .errors import ContainerError, PackageError, SourceError
 from .go_toolchain import ensure_go, goroot
 from .images import base_image_name, builder_image_name, ensure_builder_image, image_exists
 from .licenses import check_licenses
-from .lifecycle import dir_atomically, locked, temporary_dir, write_atomically
+from .files import dir_atomically, locked, temporary_dir, write_atomically
 from .modes import BuildMode, resolve_mode
 from .recipe import Component, Recipe
 from .settings import Settings

@@ -20,11 +20,11 @@ from typing import Any
 
 from doit.tools import config_changed
 
-from . import elf
+from . import elf, gobuildinfo
 from .components import upstream
 from .errors import PackageError
 from .licenses import copyright_paragraphs
-from .lifecycle import copy_atomically, temp_dir
+from .files import copy_atomically, temp_dir
 from .targets import release
 from .recipe import Recipe
 from .settings import Settings
@@ -167,7 +167,6 @@ class ElfFacts:
 
 
 ET_EXEC = 2
-GO_BUILDINFO = b"\xff Go buildinf:"
 
 
 def elf_facts(path: Path) -> ElfFacts | None:
@@ -178,7 +177,7 @@ def elf_facts(path: Path) -> ElfFacts | None:
     types = {kind for kind, *_ in found.segments()}
     return ElfFacts(
         interpreter=elf.PT_INTERP in types, relro=elf.PT_GNU_RELRO in types,
-        position_dependent=found.e_type == ET_EXEC, go=GO_BUILDINFO in found.data,
+        position_dependent=found.e_type == ET_EXEC, go=gobuildinfo.MAGIC in found.data,
     )  # fmt: skip
 
 
@@ -343,13 +342,13 @@ def drop_other_versions(artifact: Path, pattern: str) -> None:
 
 def deb_task(recipe: Recipe, component: str, settings: Settings) -> dict[str, Any]:
     from .build import staging_manifest
-    from .tasks import step, step_log
+    from .tasks import logged_actions, step_log
 
     packaging = [Path(__file__), *package_sources(component)]
     return {
         "name": f"{recipe.name}:{package_name(component)}",
         "doc": f"package {component} as {package_name(component)}_{deb_version(recipe, component)}_{recipe.target.arch.to_deb()}.deb",
-        **step(package_deb, [recipe, component, settings], step_log(settings, recipe.name, f"deb-{package_name(component)}"), f"deb:{recipe.name}:{package_name(component)}"),
+        **logged_actions(package_deb, [recipe, component, settings], step_log(settings, recipe.name, f"deb-{package_name(component)}"), f"deb:{recipe.name}:{package_name(component)}"),
         "file_dep": [staging_manifest(settings, recipe, component), *packaging],
         "targets": [deb_path(recipe, component, settings), sbom_path(deb_path(recipe, component, settings))],
         "uptodate": [config_changed({"revision": recipe.revision, "maintainer": recipe.maintainer, "relations": upstream(component).relations(recipe), "scripts": upstream(component).maintainer_scripts(recipe)})],

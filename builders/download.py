@@ -15,20 +15,12 @@ import requests
 import urllib3.exceptions
 
 from .errors import BuildError, ChecksumError, DownloadError
-from .lifecycle import temp_file
+from .files import file_atomically
 from .view import transfer
 
 CHUNK = 1 << 20
 DEFAULT_TIMEOUT = 60.0  # seconds to connect, and between two reads
 SHA256_RE = re.compile(r"^[0-9a-f]{64}$")
-
-
-def sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as f:
-        while chunk := f.read(CHUNK):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def http_timeout(env: dict[str, str] | None = None) -> float:
@@ -60,22 +52,16 @@ def download(url: str, dest: Path, *, sha256: str, describe_mirror: str, timeout
     if not SHA256_RE.match(sha256):
         raise ValueError(f"not a lower-case sha256: {sha256!r}")
     timeout = http_timeout() if timeout is None else timeout
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = temp_file(dest.parent, dest.name)
-    try:
-        with os.fdopen(fd, "wb") as out:
-            actual, size = stream(url, out, timeout=timeout, describe_mirror=describe_mirror)
-            out.flush()
-            os.fsync(out.fileno())
+    with file_atomically(dest, "wb") as (out, _):
+        actual, size = stream(url, out, timeout=timeout, describe_mirror=describe_mirror)
+        out.flush()
+        os.fsync(out.fileno())
         if actual != sha256:
             raise ChecksumError(
                 f"{dest.name} downloaded from {url} was rejected because its sha256 does not match the pin: "
                 f"expected {sha256}, got {actual} ({size} bytes; the download was deleted)",
                 hint=f"{describe_mirror}. If the file is genuine and the pin is wrong, correct the pinned sha256",
             )
-        os.replace(tmp, dest)
-    finally:
-        tmp.unlink(missing_ok=True)
 
 
 def stream(url: str, out, *, timeout: float, describe_mirror: str) -> tuple[str, int]:

@@ -40,8 +40,8 @@ class PackageError(BuildError):
     """A .deb or tarball could not be produced."""
 
 
-class KernelConfigError(BuildError):
-    """A kernel configuration could not be read."""
+# No KernelConfigError here: kernel_check.py ships to the target as a standalone script (standard library only),
+# so it cannot import this module; its own kernel_check.KernelConfigError is the one.
 
 
 class NoSpace(BuildError):

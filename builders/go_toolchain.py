@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import gzip
 import json
-import os
 import posixpath
 import shutil
 import tarfile
@@ -24,16 +23,16 @@ from typing import Any
 from doit.tools import config_changed
 
 from .arch import Arch
-from .download import download, partial_name, sha256_file
+from .download import download, partial_name
+from .elf import ELF_MAGIC, E_MACHINE
 from .errors import BuildError, ChecksumError, RecipeError
-from .lifecycle import locked, temp_dir, write_atomically
+from .files import dir_atomically, locked, sha256_file, write_atomically
 from .recipe import GoToolchain
 from .settings import Settings
-from .tasks import step, step_log
+from .tasks import logged_actions, step_log
 
 OFFICIAL_DOWNLOADS = "https://go.dev/dl"
 MARKER = ".criobuild-complete"
-ELF_MACHINES = {Arch.arm64: 0xB7, Arch.armhf: 0x28, Arch.amd64: 0x3E}  # e_machine: EM_AARCH64, EM_ARM, EM_X86_64
 
 
 class UnsafeArchiveError(BuildError):
@@ -129,14 +128,9 @@ def discard_leftovers(target: Path, tarball_name: str) -> None:
 
 def unpack(go: GoToolchain, arch: Arch, tarball: Path, target: Path) -> None:
     """Unpack into a temporary sibling, check it is the pinned Go, then rename it to target."""
-    partial = temp_dir(target.parent, target.name)
-    try:
+    with dir_atomically(target) as partial:
         extract_tarball(tarball, partial)
         check_toolchain(go, arch, tarball, partial / "go")
-        os.rename(partial, target)
-    except BaseException:
-        shutil.rmtree(partial, ignore_errors=True)
-        raise
 
 
 def extract_tarball(tarball: Path, dest: Path) -> None:
@@ -216,8 +210,8 @@ def check_toolchain(go: GoToolchain, arch: Arch, tarball: Path, root: Path) -> N
             )
     with binary.open("rb") as f:
         header = f.read(20)
-    machine = int.from_bytes(header[18:20], "little") if header[:4] == b"\x7fELF" else None
-    if machine != ELF_MACHINES[arch]:
+    machine = int.from_bytes(header[18:20], "little") if header[:4] == ELF_MAGIC else None
+    if machine != E_MACHINE[arch]:
         raise ChecksumError(
             f"{tarball.name} was rejected because its go/bin/go is not an ELF binary for {arch}",
             hint=f"the pinned sha256 belongs to another architecture: check go.sha256.{arch}",
@@ -237,7 +231,7 @@ def go_task(go: GoToolchain, arch: Arch, settings: Settings) -> dict[str, Any]:
     return {
         "name": f"{go.version}-{arch}",
         "doc": f"Go {go.version} for {arch}: download {go.tarball(arch)}, verify its pinned sha256, unpack into the cache",
-        **step(fetch_go, [], step_log(settings, "", f"go-{go.version}-{arch}"), f"go:{go.version}-{arch}"),  # shared by recipes: artifacts/logs/
+        **logged_actions(fetch_go, [], step_log(settings, "", f"go-{go.version}-{arch}"), f"go:{go.version}-{arch}"),  # shared by recipes: artifacts/logs/
         "targets": [str(completion_marker(go, arch, settings))],
         "uptodate": [config_changed({"version": go.version, "sha256": go.sha256.get(arch, ""), "arch": str(arch)})],
     }

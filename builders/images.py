@@ -14,7 +14,7 @@ import docker.errors
 
 from .arch import Arch, host_arch
 from .errors import ContainerError
-from .lifecycle import locked
+from .files import locked
 from .components import upstream
 from .recipe import Recipe, Target
 from .view import say

@@ -3,7 +3,8 @@
 The check itself lives in kernel_check.py (stdlib only, shipped to the target as a script); this module
 only picks the CRI-O version from the recipes, renders, and turns the verdict into doit's exit status:
 None -> 0 (ready), TaskFailed -> 1 (something required is missing), TaskError -> 2 (could not check).
-doit's own lines go to stderr (tasks.StderrReporter), so `--json` leaves one JSON document on stdout.
+The reporter (view.BuildView) prints no line for this task and its errors to stderr, so `--json` leaves one JSON
+document on stdout.
 """
 from __future__ import annotations
 

@@ -2,22 +2,20 @@
 
 - Every temporary file or directory is named `.<name>.<pid>-<start>-<random>.partial`: the process that
   made it, by pid and start time (a reused pid is another process). `sweep_files` removes those whose
-  process is gone, wherever the cache and the artifacts keep them.
+  process is gone, wherever the cache and the artifacts keep them. The files under those names are made and
+  put in place by builders/files.py.
 - Containers carry the same owner in a label (builders/container.py sweeps them).
 - SIGTERM and SIGHUP end a run as Ctrl-C does, so every `finally` runs; the run then ends with the
   signal's own exit status (130 for SIGINT, 143 for SIGTERM) and no traceback.
 """
 from __future__ import annotations
 
-import contextlib
-import fcntl
 import os
 import re
 import shutil
 import signal
 import socket
 import sys
-import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -69,76 +67,6 @@ def temp_prefix(name: str) -> str:
     return f".{name}.{owner_token()}-"
 
 
-def temp_dir(parent: Path, name: str) -> Path:
-    """A new directory beside where `name` will go, owned by this process (mode 0755 less the umask)."""
-    parent.mkdir(parents=True, exist_ok=True)
-    path = Path(tempfile.mkdtemp(prefix=temp_prefix(name), suffix=PARTIAL, dir=parent))
-    path.chmod(0o777 & ~umask())
-    return path
-
-
-def temp_file(parent: Path, name: str) -> tuple[int, Path]:
-    """A new file (fd, path) beside where `name` will go, owned by this process (mode 0666 less the umask)."""
-    parent.mkdir(parents=True, exist_ok=True)
-    fd, path = tempfile.mkstemp(prefix=temp_prefix(name), suffix=PARTIAL, dir=parent)
-    os.fchmod(fd, 0o666 & ~umask())
-    return fd, Path(path)
-
-
-def write_atomically(path: Path, text: str) -> None:
-    """path holds text, or what it held before: never a half-written file (mode 0644 under umask 022)."""
-    fd, tmp = temp_file(path.parent, path.name)
-    try:
-        with os.fdopen(fd, "w") as handle:
-            handle.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-
-
-@contextlib.contextmanager
-def temporary_dir(parent: Path, name: str) -> Iterator[Path]:
-    """temp_dir, removed when the block ends (and by the next run if this one is killed)."""
-    path = temp_dir(parent, name)
-    try:
-        yield path
-    finally:
-        shutil.rmtree(path, ignore_errors=True)
-
-
-@contextlib.contextmanager
-def dir_atomically(dest: Path) -> Iterator[Path]:
-    """A directory made in the block under a temporary name beside dest, then put in dest's place (an old dest
-    goes); if the block fails, dest stays as it was and the half-made directory is removed."""
-    partial = temp_dir(dest.parent, dest.name)
-    try:
-        yield partial
-        shutil.rmtree(dest, ignore_errors=True)
-        os.rename(partial, dest)
-    except BaseException:
-        shutil.rmtree(partial, ignore_errors=True)
-        raise
-
-
-def copy_atomically(source: Path, dest: Path) -> None:
-    """dest becomes a copy of source, or stays what it was."""
-    fd, tmp = temp_file(dest.parent, dest.name)
-    try:
-        with os.fdopen(fd, "wb") as out, source.open("rb") as made:
-            shutil.copyfileobj(made, out)
-        os.replace(tmp, dest)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-
-
-def umask() -> int:
-    current = os.umask(0)
-    os.umask(current)
-    return current
-
-
 def leftover(path: Path) -> bool:
     """A temporary name whose process is gone (or an owner-less one over an hour old)."""
     m = OWNED_RE.search(path.name)
@@ -178,41 +106,6 @@ def temporary_names(directory: Path, depth: int) -> Iterator[Path]:
             yield Path(entry.path)
         elif depth > 1 and entry.is_dir(follow_symlinks=False):
             yield from temporary_names(Path(entry.path), depth - 1)
-
-
-# --------------------------------------------------------------------------- locks
-
-
-@contextlib.contextmanager
-def locked(path: Path, waiting: str = "") -> Iterator[None]:
-    """Hold the flock on path (created, never deleted: deleting lock files races); while another process holds
-    it, say `waiting` once and wait. The kernel drops the lock when its process dies, even by SIGKILL."""
-    from .view import say
-
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "a") as handle:
-        try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            if waiting:
-                say(waiting)
-            fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
-
-
-def unused(lock: Path) -> bool:
-    """Whether nobody holds the lock now (taken and released at once)."""
-    try:
-        with open(lock, "a") as handle:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            return True
-    except BlockingIOError:
-        return False
-    except OSError:
-        return False
 
 
 # --------------------------------------------------------------------------- signals

@@ -27,7 +27,7 @@ from .components import UPSTREAMS, upstream
 from .components import cri_o as crio_module
 from .errors import BuildError, RecipeError
 from .go_toolchain import OFFICIAL_DOWNLOADS
-from .lifecycle import temporary_dir, write_atomically
+from .files import temporary_dir, write_atomically
 from .recipe import Component, build_recipe, check_go_pins_agree, check_keys, load_recipe
 from .settings import Settings
 from .sources import fetch, fetch_failed, git_ok, newest_patch_tag, remote_refs, run_git

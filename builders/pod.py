@@ -28,9 +28,10 @@ from typing import Any, Callable, Iterator
 
 from .acceptance import APT_ENV
 from .arch import Arch, host_arch
+from .components import cri_o
 from .container import Container
 from .errors import ContainerError
-from .lifecycle import temporary_dir
+from .files import temporary_dir
 from .recipe import Recipe
 from .settings import Settings
 from .deb import built_debs
@@ -86,12 +87,12 @@ POD_MOUNTS = re.compile(r" (/run/containers/storage/|/var/lib/containers/storage
 
 def node_task(recipe: Recipe, settings: Settings) -> dict[str, Any]:
     from .deb import deb_path
-    from .tasks import step, step_log
+    from .tasks import logged_actions, step_log
 
     return {
         "name": recipe.name,
         "doc": f"boot an emulated {recipe.target.suite} {recipe.target.arch} machine (QEMU, Debian's kernel) with {recipe.name}'s .debs and run the pod test in it",
-        **step(node_test, [recipe, settings], step_log(settings, recipe.name, "node"), f"node:{recipe.name}"),
+        **logged_actions(node_test, [recipe, settings], step_log(settings, recipe.name, "node"), f"node:{recipe.name}"),
         "file_dep": [deb_path(recipe, c, settings) for c in recipe.components],
         "task_dep": [f"sums:{recipe.name}"],  # as pod_task: a .deb rebuilt for it is summed before the report names it
         "uptodate": [False],  # a test: it runs whenever asked
@@ -105,12 +106,12 @@ def node_task(recipe: Recipe, settings: Settings) -> dict[str, Any]:
 
 def pod_task(recipe: Recipe, settings: Settings) -> dict[str, Any]:
     from .deb import deb_path
-    from .tasks import step, step_log
+    from .tasks import logged_actions, step_log
 
     return {
         "name": recipe.name,
         "doc": f"boot a clean {recipe.target.suite} {recipe.target.arch} container with {recipe.name}'s .debs and run a pod with crictl (natively)",
-        **step(pod_test, [recipe, settings], step_log(settings, recipe.name, "pod"), f"pod:{recipe.name}"),
+        **logged_actions(pod_test, [recipe, settings], step_log(settings, recipe.name, "pod"), f"pod:{recipe.name}"),
         "file_dep": [deb_path(recipe, c, settings) for c in recipe.components],
         # After the sums: a .deb rebuilt for the test is summed (and signed) before the report names it.
         "task_dep": [f"sums:{recipe.name}"],
@@ -229,8 +230,6 @@ NO_CRITEST = {"passed": 0, "failed": 0, "skipped": 0, "needs_internet": 0, "need
 
 
 def default_runtime(recipe: Recipe) -> str:
-    from .components import cri_o
-
     return cri_o.runtimes(recipe)[0].name
 
 
@@ -240,15 +239,14 @@ def other_manager(manager: str) -> str:
 
 def switch_cgroup_manager(node: Container, manager: str, what: str) -> None:
     """What a user does whose kubelet uses another cgroup driver than the package's: a drop-in after ours, and a restart."""
-    conmon_cgroup = "system.slice" if manager == "systemd" else "pod"  # with cgroupfs crio refuses "system.slice"
-    text = f'[crio.runtime]\ncgroup_manager = "{manager}"\nconmon_cgroup = "{conmon_cgroup}"\n'
+    text = f'[crio.runtime]\ncgroup_manager = "{manager}"\nconmon_cgroup = "{cri_o.conmon_cgroup(manager)}"\n'
     node.call(["sh", "-c", f"cat > /etc/crio/crio.conf.d/50-cgroup-manager.conf <<'EOF'\n{text}EOF\nsystemctl restart crio || true"])
     wait_for_crio(node, what)
 
 
 def check_native(recipe: Recipe) -> None:
     if recipe.target.arch != host_arch():
-        native = recipe.name.split("@")[0] + f"@trixie-{host_arch()}" if host_arch().value == "amd64" else recipe.name
+        native = f"{recipe.base_name}@trixie-{host_arch()}" if host_arch().value == "amd64" else recipe.name
         raise ContainerError(
             f"cannot run the pod test of {recipe.name} on this {host_arch()} host because QEMU user emulation cannot create "
             f"the namespaces a container needs (clone with CLONE_NEWNS or CLONE_NEWPID fails with EINVAL)",

@@ -13,6 +13,8 @@ import json
 from pathlib import Path
 from typing import Any
 
+from .files import sha256_file, write_atomically
+
 REPORT = "pod-report.json"
 
 
@@ -27,8 +29,6 @@ def signature_path(directory: Path) -> Path:
 def write_report(directory: Path, report: dict[str, Any], tested: list[Path]) -> Path:
     """The report with the sha256 of each artifact it tested, atomically; an older report's signature goes
     (builders/attest.py signs the new one)."""
-    from .lifecycle import write_atomically
-    from .tarball import sha256_file
 
     text = json.dumps({**report, "tested": {p.name: sha256_file(p) for p in sorted(tested)}}, indent=2) + "\n"
     signature_path(directory).unlink(missing_ok=True)
@@ -41,8 +41,6 @@ def stale_because(directory: Path) -> str | None:
     path = report_path(directory)
     if not path.is_file():
         return None
-    from .tarball import sha256_file
-
     try:
         names = dict(json.loads(path.read_text())["tested"])
     except (ValueError, KeyError, TypeError):

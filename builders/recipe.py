@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import difflib
-import hashlib
 import re
 import tomllib
 from dataclasses import dataclass, field, replace
@@ -12,6 +11,7 @@ from typing import Any
 from .arch import Arch
 from .components import REQUIRED, UPSTREAMS
 from .errors import RecipeError
+from .files import sha256_file
 
 DEFAULT_MAINTAINER = "criobuild <criobuild@users.noreply.github.com>"
 CGROUP_MANAGERS = ("systemd", "cgroupfs")
@@ -121,6 +121,12 @@ class Recipe:
     build_packages: tuple[str, ...] = ()
     subid_ranges: tuple[str, ...] = ()
     components: dict[str, Component] = field(default_factory=dict)
+    variant_of: str | None = None  # for another target than the file's (crio-1.36@bookworm-armhf): the file's recipe name
+
+    @property
+    def base_name(self) -> str:
+        """The recipe file's name (crio-1.36), the same for every target."""
+        return self.variant_of or self.name
 
     @property
     def crio(self) -> Component:
@@ -345,7 +351,7 @@ def for_every_target(recipe: Recipe) -> list[Recipe]:
     from .targets import FAMILIES, TARGETS
 
     others = [Target(distro=d, suite=s, arch=a, mirror=FAMILIES[d].MIRROR) for d, s, a in TARGETS]
-    return [recipe] + [replace(recipe, name=f"{recipe.name}@{t.name}", target=t) for t in others if t.name != recipe.target.name]
+    return [recipe] + [replace(recipe, name=f"{recipe.name}@{t.name}", target=t, variant_of=recipe.name) for t in others if t.name != recipe.target.name]
 
 
 def build_component(path: Path, name: str, table: dict[str, Any]) -> Component:
@@ -374,7 +380,7 @@ def build_patch(path: Path, key: str, name: Any) -> Patch:
     file = patches / str(name)
     if not isinstance(name, str) or not file.is_file() or patches not in file.resolve().parents:
         raise RecipeError(f"{path}: key '{key}' names {name!r}, which is no file under {patches}", hint="put the patch in the recipes' patches/ directory and name it relative to it")
-    return Patch(path=file, sha256=hashlib.sha256(file.read_bytes()).hexdigest())
+    return Patch(path=file, sha256=sha256_file(file))
 
 
 def choice(path: Path, key: str, value: str, allowed: tuple[str, ...]) -> str:

@@ -26,7 +26,7 @@ from .errors import PackageError
 from .gobuildinfo import BuildInfo, is_go_program, read_build_info
 from .licenses import expression
 from .recipe import Recipe
-from .lifecycle import write_atomically
+from .files import sha256_file, write_atomically
 
 SBOM_CODE = [Path(__file__), Path(__file__).with_name("gobuildinfo.py"), Path(__file__).with_name("licenses.py")]  # a change to one writes new SBOMs
 NAMESPACE = "https://spdx.criobuild.invalid"  # SPDX wants a unique URI per document; .invalid resolves nowhere
@@ -224,6 +224,6 @@ def write_deb_sbom(recipe: Recipe, component: str, deb: Path, staged: dict[str, 
 
 
 def write_tarball_sbom(recipe: Recipe, tarball: Path, staged: dict[str, dict[str, Any]], staging: Path, epoch: int) -> None:
-    owners = {hashlib.sha256((staging / c / b).read_bytes()).hexdigest(): c for c, s in staged.items() for b in s["binaries"]}
+    owners = {sha256_file(staging / c / b): c for c, s in staged.items() for b in s["binaries"]}
     package = {"name": "cri-o", "versionInfo": recipe.crio.version, "primaryPackagePurpose": "ARCHIVE", **license_fields(list(staged))}
     write_json(sbom_path(tarball), sbom(tarball, package, tarball_files(tarball, owners), recipe, staged, epoch))

@@ -1,8 +1,8 @@
 """Sources: one cached clone per upstream, each build from a clean checkout of exactly the pinned commit.
 
-Every git operation goes through the git CLI (GitPython's `Git.execute`), so the user's git
-configuration applies: `url.<mirror>.insteadOf <upstream>` redirects clones to a mirror or a
-`file://` copy without any code here knowing about it.
+Every git operation runs the git CLI (run_git), so the user's git configuration applies:
+`url.<mirror>.insteadOf <upstream>` redirects clones to a mirror or a `file://` copy without any code here
+knowing about it.
 
 Cache layout (shared by every recipe): `<CRIOBUILD_CACHE>/clones/<host_path>-<hash>.git` is a bare,
 usually shallow repository whose `origin` is the upstream URL. Tags are fetched to `refs/tags/<tag>`,
@@ -12,26 +12,25 @@ from __future__ import annotations
 
 import contextlib
 import difflib
-import fcntl
 import hashlib
 import os
 import re
 import shutil
-import tempfile
-from collections.abc import Iterator
+import subprocess
+import sys
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-import git
 from doit.tools import config_changed
 from packaging.version import InvalidVersion, Version
 
 from .errors import NoSpace, RecipeError, SourceError, no_space
-from .lifecycle import leftover, no_space_error, remove, temp_dir, temp_prefix, write_atomically
+from .files import file_atomically, locked, swap_into_place, temp_dir, write_atomically
+from .lifecycle import PARTIAL, leftover, no_space_error, remove, temp_prefix
 from .recipe import Component, Recipe, load_recipe
 from .settings import Settings
-from .tasks import as_action, step, step_log
+from .tasks import as_action, logged_actions, step_log
 from .view import say
 
 # Fetch depths: a first shallow fetch, then deepen steps until the pin is proven on its branch.
@@ -44,7 +43,6 @@ CORRUPTION_MARKERS = (
     "did not send all necessary objects", "loose object", "packfile", "index-pack failed",
 )
 GIT_ENV = {"GIT_TERMINAL_PROMPT": "0"}
-PARTIAL_SUFFIX = ".partial"
 
 
 class CacheDamaged(Exception):
@@ -58,25 +56,31 @@ def short(commit: str) -> str:
 # --------------------------------------------------------------------------- git plumbing
 
 
+class GitFailed(Exception):
+    """A git command that had to succeed did not (a bug unless the caller says why to the user)."""
+
+    def __init__(self, args: tuple[str, ...], status: int, stderr: str) -> None:
+        super().__init__(f"`git {' '.join(args)}` returned {status}: {stderr}")
+        self.stderr = stderr
+
+
 def run_git(*args: str, git_dir: Path | None = None, cwd: Path | None = None) -> tuple[int, str, str]:
-    """Run git; return (status, stdout, stderr). Never prompts for credentials."""
-    command = ["git"]
-    if git_dir is not None:
-        command.append(f"--git-dir={git_dir}")
-    command += list(args)
-    status, out, err = git.Git(str(cwd) if cwd else None).execute(
-        command, with_extended_output=True, with_exceptions=False, env=GIT_ENV,
-        strip_newline_in_stdout=True,
+    """Run git; return (status, stdout, stderr), each without its last newline. Never prompts for credentials;
+    git speaks English (LC_ALL=C) because its messages are read (looks_corrupt, last_line)."""
+    command = ["git", *([f"--git-dir={git_dir}"] if git_dir is not None else []), *args]
+    result = subprocess.run(
+        command, cwd=cwd, env={**os.environ, "LANGUAGE": "C", "LC_ALL": "C", **GIT_ENV}, stdin=subprocess.DEVNULL,
+        capture_output=True, encoding=sys.getfilesystemencoding(), errors="surrogateescape",
     )
-    return status, out, err
+    return result.returncode, result.stdout.removesuffix("\n"), result.stderr.removesuffix("\n")
 
 
 def git_ok(*args: str, git_dir: Path | None = None, cwd: Path | None = None) -> str:
-    """Run git, raising git.GitCommandError on failure; return stripped stdout."""
+    """Run git, raising GitFailed on failure; return stripped stdout."""
     status, out, err = run_git(*args, git_dir=git_dir, cwd=cwd)
     if status != 0:
         check_space(err, git_dir or cwd or Path(args[-1]).parent)
-        raise git.GitCommandError(["git", *args], status, err)
+        raise GitFailed(args, status, err)
     return out.strip()
 
 
@@ -184,24 +188,19 @@ def clone_dir(component: Component, settings: Settings) -> Path:
     return settings.clones / f"{slug}-{digest}.git"
 
 
-@contextlib.contextmanager
-def locked(path: Path, *, shared: bool = False) -> Iterator[None]:
-    """Hold `<path>.lock` (flock): exclusive for writers, shared for readers; works across threads too."""
+def clone_lock(path: Path, *, shared: bool = False) -> contextlib.AbstractContextManager[None]:
+    """Hold `<path>.lock`: exclusive for writers, shared for readers. A cache that cannot be made is the user's
+    to fix (a SourceError), not a bug."""
     lock = path.with_name(path.name + ".lock")
     try:
         lock.parent.mkdir(parents=True, exist_ok=True)
-        handle = open(lock, "a+")
+        lock.touch()
     except OSError as e:
         raise SourceError(
             f"creating the source cache {path.parent} failed because {e.strerror or e}",
             hint="set CRIOBUILD_CACHE to a writable directory",
         ) from None
-    with handle:
-        fcntl.flock(handle.fileno(), fcntl.LOCK_SH if shared else fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
+    return locked(lock, shared=shared)
 
 
 def damage(path: Path, component: Component) -> str | None:
@@ -237,30 +236,16 @@ def new_bare_clone(path: Path, component: Component) -> Path:
         # checkout() fetches the pinned commit by id from this clone.
         git_ok("config", "uploadpack.allowAnySHA1InWant", "true", git_dir=tmp)
         git_ok("config", "gc.auto", "0", git_dir=tmp)
-    except git.GitCommandError as e:
+    except GitFailed as e:
         shutil.rmtree(tmp, ignore_errors=True)
-        check_space(str(e.stderr), path.parent)
-        raise SourceError(f"creating a clone of {component.repo} in {path.parent} failed because {last_line(str(e.stderr))}") from None
+        check_space(e.stderr, path.parent)
+        raise SourceError(f"creating a clone of {component.repo} in {path.parent} failed because {last_line(e.stderr)}") from None
     return tmp
-
-
-def swap_into_place(tmp: Path, path: Path) -> None:
-    """Rename tmp to path, replacing whatever was there (which is deleted afterwards)."""
-    trash = None
-    if path.exists() or path.is_symlink():
-        trash = path.with_name(f"{temp_prefix(path.name)}old{PARTIAL_SUFFIX}")
-        os.rename(path, trash)
-    os.rename(tmp, path)
-    if trash is not None:
-        if trash.is_dir() and not trash.is_symlink():
-            shutil.rmtree(trash, ignore_errors=True)
-        else:
-            trash.unlink(missing_ok=True)
 
 
 def clean_stale_partials(path: Path) -> None:
     """Remove leftovers of interrupted clones or checkouts next to path (their process is gone)."""
-    for found in path.parent.glob(f".{path.name}.*{PARTIAL_SUFFIX}"):
+    for found in path.parent.glob(f".{path.name}.*{PARTIAL}"):
         if leftover(found):
             remove(found)
 
@@ -433,7 +418,7 @@ def report_branch_move(git_dir: Path, component: Component) -> None:
 def ensure_pinned(component: Component, settings: Settings, *, report: bool = True) -> Path:
     """Make the cached clone hold the pinned commit (network only if it does not yet); return its path."""
     path = clone_dir(component, settings)
-    with locked(path):
+    with clone_lock(path):
         problem = damage(path, component)
         if problem:
             say(f"{component.name}: the cached clone {path} is damaged ({problem}); fetching it again")
@@ -492,8 +477,8 @@ def checkout(component: Component, settings: Settings, dest: Path) -> Path:
     except CacheDamaged as e:
         path = clone_dir(component, settings)
         say(f"{component.name}: the cached clone {path} is damaged ({e}); fetching it again")
-        with locked(path):
-            trash = path.with_name(f"{temp_prefix(path.name)}damaged{PARTIAL_SUFFIX}")
+        with clone_lock(path):
+            trash = path.with_name(f"{temp_prefix(path.name)}damaged{PARTIAL}")
             if path.exists():
                 os.rename(path, trash)
                 shutil.rmtree(trash, ignore_errors=True)
@@ -557,7 +542,7 @@ def materialize(component: Component, settings: Settings, dest: Path) -> None:
         wants = [component.commit]
         if component.tag:
             wants.append(f"+refs/tags/{component.tag}:refs/tags/{component.tag}")
-        with locked(cache, shared=True):
+        with clone_lock(cache, shared=True):
             status, _, err = run_git(
                 "fetch", "--quiet", "--no-tags", "--depth=1", cache.as_uri(), *wants, cwd=tmp,
             )
@@ -612,7 +597,7 @@ def source_task(recipe: Recipe, component_name: str, settings: Settings) -> dict
     return {
         "name": f"{recipe.name}:{component_name}",
         "doc": f"fetch {component_name} {component.ref} ({short(component.commit)}) into the source cache",
-        **step(fetch_and_stamp, [], step_log(settings, recipe.name, f"source-{component_name}"), f"source:{recipe.name}:{component_name}"),
+        **logged_actions(fetch_and_stamp, [], step_log(settings, recipe.name, f"source-{component_name}"), f"source:{recipe.name}:{component_name}"),
         "targets": [str(stamp)],
         "uptodate": [config_changed(repr(component))],
     }
@@ -752,18 +737,12 @@ def section_text(text: str, table: str) -> str:
 
 
 def write_recipe(recipe_path: Path, text: str) -> None:
-    """Validate the rewritten recipe, then replace the file atomically."""
-    fd, tmp = tempfile.mkstemp(prefix=f".{recipe_path.name}.", suffix=".tmp", dir=recipe_path.parent)
-    tmp_path = Path(tmp)
-    try:
-        with os.fdopen(fd, "w") as handle:
-            handle.write(text)
-        load_recipe(tmp_path)
-        os.chmod(tmp_path, recipe_path.stat().st_mode & 0o7777)
-        os.replace(tmp_path, recipe_path)
-    except BaseException:
-        tmp_path.unlink(missing_ok=True)
-        raise
+    """Validate the rewritten recipe, then replace the file atomically (keeping its mode)."""
+    with file_atomically(recipe_path) as (handle, tmp):
+        handle.write(text)
+        handle.flush()
+        load_recipe(tmp)
+        os.chmod(tmp, recipe_path.stat().st_mode & 0o7777)
 
 
 def pin_task(recipe: Recipe, settings: Settings) -> dict[str, Any]:

@@ -16,7 +16,7 @@ import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
-from .lifecycle import dir_atomically, locked
+from .files import dir_atomically, locked
 
 MANIFEST = "build.json"
 

@@ -2,8 +2,8 @@
 
 The tarball follows upstream's bundle (cri-o.<arch>.v<version>.tar.gz, one top directory `cri-o/`,
 an `install` script with uninstall, PREFIX=/usr/local, CNI plugins in /opt/cni/bin, units in
-$PREFIX/lib/systemd/system). It is made from the four staging trees (builders/build.py), whose
-Debian paths (/usr/bin, /usr/lib/cni) are mapped onto the tarball's sections:
+$PREFIX/lib/systemd/system). It is made from the staging trees of the recipe's components (builders/build.py),
+whose Debian paths (/usr/bin, /usr/lib/cni) are mapped onto the tarball's sections:
 
     staging usr/bin/*                  -> cri-o/bin/*           -> $PREFIX/bin
     staging usr/libexec/*              -> cri-o/libexec/*       -> $PREFIX/libexec (crio/runc, crio/crun)
@@ -41,7 +41,7 @@ from .components import upstream
 from .recipe import Recipe
 from .attest import PROVENANCE, provenance_text, sign_artifacts, signed_files
 from .sbom import SBOM_CODE, sbom_path, write_tarball_sbom
-from .lifecycle import temp_file, write_atomically
+from .files import file_atomically, sha256_file, write_atomically
 from .view import say
 from .settings import Settings
 
@@ -91,7 +91,7 @@ class Member:
 def tarball_path(recipe: Recipe, settings: Settings) -> Path:
     """Named the way upstream names its bundles, cri-o.<arch>.v<version>.tar.gz, for the recipe's own target;
     for another its release too (cri-o.bookworm.arm64.v1.36.3.tar.gz), so release assets never collide."""
-    arch = f"{recipe.target.suite}.{recipe.target.arch}" if "@" in recipe.name else str(recipe.target.arch)
+    arch = f"{recipe.target.suite}.{recipe.target.arch}" if recipe.variant_of else str(recipe.target.arch)
     return settings.artifacts / recipe.name / f"cri-o.{arch}.v{recipe.crio.version}.tar.gz"
 
 
@@ -244,15 +244,10 @@ def tarball_members(recipe: Recipe, settings: Settings) -> list[Member]:
 
 def write_tar(members: list[Member], dest: Path, mtime: int) -> None:
     """A gzipped tar of members under TOP/: owner root, fixed mtime, no gzip name or time; atomic."""
-    fd, tmp = temp_file(dest.parent, dest.name)
-    try:
-        with os.fdopen(fd, "wb") as raw, gzip.GzipFile(filename="", mode="wb", fileobj=raw, compresslevel=GZIP_LEVEL, mtime=0) as gz:
-            with tarfile.open(fileobj=gz, mode="w", format=tarfile.GNU_FORMAT) as tar:
-                for m in [Member(TOP, 0o755)] + [Member(f"{TOP}/{x.path}", x.mode, x.data, x.link) for x in members]:
-                    tar.addfile(*tar_entry(m, mtime))
-        tmp.rename(dest)
-    finally:
-        tmp.unlink(missing_ok=True)
+    with file_atomically(dest, "wb") as (raw, _), gzip.GzipFile(filename="", mode="wb", fileobj=raw, compresslevel=GZIP_LEVEL, mtime=0) as gz:
+        with tarfile.open(fileobj=gz, mode="w", format=tarfile.GNU_FORMAT) as tar:
+            for m in [Member(TOP, 0o755)] + [Member(f"{TOP}/{x.path}", x.mode, x.data, x.link) for x in members]:
+                tar.addfile(*tar_entry(m, mtime))
 
 
 def tar_entry(m: Member, mtime: int) -> tuple[tarfile.TarInfo, io.BytesIO | None]:
@@ -297,14 +292,6 @@ def installed_files(member_paths: list[str]) -> list[str]:
 
 
 # --------------------------------------------------------------------------- SHA256SUMS and manifest.json
-
-
-def sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 ARTIFACT_SUFFIXES = (".deb", ".tar.gz", ".spdx.json")
@@ -437,12 +424,12 @@ def write_sums_and_manifest(recipe: Recipe, settings: Settings, lookup_images: A
 
 def tarball_task(recipe: Recipe, settings: Settings) -> dict[str, Any]:
     from .build import staging_manifest
-    from .tasks import step, step_log
+    from .tasks import logged_actions, step_log
 
     return {
         "name": recipe.name,
         "doc": f"release tarball {tarball_path(recipe, settings).name} with an install script",
-        **step(make_tarball, [recipe, settings], step_log(settings, recipe.name, "tarball"), f"tarball:{recipe.name}"),
+        **logged_actions(make_tarball, [recipe, settings], step_log(settings, recipe.name, "tarball"), f"tarball:{recipe.name}"),
         "file_dep": [staging_manifest(settings, recipe, c) for c in recipe.components] + package_data() + SBOM_CODE,
         "targets": [tarball_path(recipe, settings), sbom_path(tarball_path(recipe, settings))],
     }
@@ -455,12 +442,12 @@ def package_data() -> list[Path]:
 
 def sums_task(recipe: Recipe, settings: Settings) -> dict[str, Any]:
     from .deb import deb_path
-    from .tasks import step, step_log
+    from .tasks import logged_actions, step_log
 
     artifacts = [deb_path(recipe, c, settings) for c in recipe.components] + [tarball_path(recipe, settings)]
     artifacts += [sbom_path(a) for a in artifacts]
     out = settings.artifacts / recipe.name
-    sums = step(write_sums_and_manifest, [recipe, settings], step_log(settings, recipe.name, "sums"), f"sums:{recipe.name}")
+    sums = logged_actions(write_sums_and_manifest, [recipe, settings], step_log(settings, recipe.name, "sums"), f"sums:{recipe.name}")
     sums["meta"] |= {"sums": str(out / "SHA256SUMS"), "target": f"{recipe.target.distro} {recipe.target.suite} {recipe.target.arch}"}  # the view's summary
     return {
         "name": recipe.name,

@@ -85,7 +85,7 @@ def shown_names(paths: list[Path], limit: int = 4) -> list[str]:
     return names + ([f"and {len(paths) - limit} more"] if len(paths) > limit else [])
 
 
-def step(func: Callable[..., Any], args: list[Any], log: Path, name: str = "") -> dict[str, Any]:
+def logged_actions(func: Callable[..., Any], args: list[Any], log: Path, name: str = "") -> dict[str, Any]:
     """A task's action and meta when it is a step of a build: the view shows it, its output goes to log."""
     return {"actions": [(as_action(func, log, name), args)], "meta": {"log": str(log)}, "verbosity": 2}
 
@@ -108,7 +108,7 @@ def check_requested(argv: list[str], recipes: list[Recipe], recipe_files: list[R
             raise BuildError(f"there is no recipe {recipe!r} in {directory} (asked for by `{arg}`)", hint=f"recipes: {', '.join(closest_first(recipe, files))}")
         if step_name == "pin":
             raise BuildError(f"`{arg}`: pin takes a recipe, not a target", hint=f"doit pin:{recipe}")
-        targets = [r.name.partition("@")[2] for r in recipes if r.name.startswith(f"{recipe}@")]
+        targets = [r.target.name for r in recipes if r.variant_of == recipe]
         raise BuildError(f"there is no target {target!r} for {recipe} (asked for by `{arg}`)", hint=f"targets: {', '.join(closest_first(target, targets))}; without @<target>: {next(r.target.name for r in recipe_files if r.name == recipe)}")
 
 
@@ -180,7 +180,7 @@ def compile_task(recipe: Recipe, component: str, settings: Settings) -> dict[str
     return {
         "name": f"{recipe.name}:{component}",
         "doc": f"build {component} {c.version} for {recipe.target.arch} in a {recipe.target.suite} container",
-        **step(build_component, [recipe, component, settings], step_log(settings, recipe.name, f"compile-{component}"), f"compile:{recipe.name}:{component}"),
+        **logged_actions(build_component, [recipe, component, settings], step_log(settings, recipe.name, f"compile-{component}"), f"compile:{recipe.name}:{component}"),
         "task_dep": [f"preflight:{recipe.name}", f"image:{recipe.name}", f"govolume:{recipe.name}"],  # preflight first, before the downloads and clones
         "file_dep": [stamp_path(recipe, component, settings), completion_marker(recipe.go_for(component), go_arch, settings)],
         "targets": [staging_manifest(settings, recipe, component)],
@@ -201,7 +201,7 @@ def image_task(recipe: Recipe, settings: Settings) -> dict[str, Any]:
     return {
         "name": recipe.name,
         "doc": f"the {mode.name} builder image: {target.distro} {target.suite} {target.arch} with {recipe.name}'s build packages",
-        **step(make_builder_image, [mode, recipe, settings], step_log(settings, recipe.name, "image"), f"image:{recipe.name}"),
+        **logged_actions(make_builder_image, [mode, recipe, settings], step_log(settings, recipe.name, "image"), f"image:{recipe.name}"),
         "task_dep": [f"preflight:{recipe.name}"],
         "uptodate": [(builder_ready, [mode, recipe], {})],
     }
@@ -217,7 +217,7 @@ def go_volume_task(recipe: Recipe, settings: Settings) -> dict[str, Any]:
     return {
         "name": recipe.name,
         "doc": f"the Go toolchains {recipe.name} builds with ({arch}), each in a Docker volume the builds mount read-only",
-        **step(make_go_volumes, [mode, recipe, settings], step_log(settings, recipe.name, "govolume"), f"govolume:{recipe.name}"),
+        **logged_actions(make_go_volumes, [mode, recipe, settings], step_log(settings, recipe.name, "govolume"), f"govolume:{recipe.name}"),
         "task_dep": [f"image:{recipe.name}"],
         "file_dep": sorted({completion_marker(go, arch, settings) for go in recipe.toolchains()}),
         "uptodate": [(go_volumes_ready, [mode, recipe, settings], {})],
@@ -228,7 +228,7 @@ def preflight_task(recipe: Recipe, settings: Settings) -> dict[str, Any]:
     return {
         "name": recipe.name,
         "doc": "check the Docker engine, QEMU, tools and disk before anything is downloaded",
-        **step(preflight, [recipe, settings], step_log(settings, recipe.name, "preflight"), f"preflight:{recipe.name}"),
+        **logged_actions(preflight, [recipe, settings], step_log(settings, recipe.name, "preflight"), f"preflight:{recipe.name}"),
         "uptodate": [False],
     }
 

@@ -22,7 +22,8 @@ from .pod_report import REPORT, report_path, stale_because
 from .recipe import Recipe
 from .sbom import deb_files, sbom_path, tarball_files
 from .settings import Settings
-from .tarball import ARTIFACT_SUFFIXES, sha256_file
+from .files import sha256_file
+from .tarball import ARTIFACT_SUFFIXES
 
 
 def verify_task(recipe: Recipe, settings: Settings) -> dict[str, Any]:

@@ -148,7 +148,7 @@ def say(text: str) -> None:
 
 
 @dataclass
-class Step:
+class StepState:
     name: str
     log: Path
     meta: dict[str, Any]
@@ -160,7 +160,7 @@ class Step:
         return (self.ended or time.monotonic()) - self.started if self.started else 0.0
 
 
-def steps_of(tasks: dict[str, Any], selected: list[str]) -> list[Step]:
+def steps_of(tasks: dict[str, Any], selected: list[str]) -> list[StepState]:
     """The logged steps the selected tasks need, in the order doit runs them (dependencies first)."""
     producers = {target: task.name for task in tasks.values() for target in task.targets}
     order: list[str] = []
@@ -175,7 +175,7 @@ def steps_of(tasks: dict[str, Any], selected: list[str]) -> list[Step]:
 
     for name in selected:
         visit(name)
-    return [Step(n, Path(tasks[n].meta["log"]), tasks[n].meta) for n in order if (tasks[n].meta or {}).get("log")]
+    return [StepState(n, Path(tasks[n].meta["log"]), tasks[n].meta) for n in order if (tasks[n].meta or {}).get("log")]
 
 
 class BuildView:
@@ -190,8 +190,8 @@ class BuildView:
         self.console = Console(file=outstream, highlight=False)
         self.streaming = verbose() or (options.get("num_process") or 0) > 1  # doit -n: steps print as they run
         self.live_mode = self.console.is_terminal and not self.streaming
-        self.steps: dict[str, Step] = {}
-        self.failures: list[tuple[str, Any, Step | None]] = []
+        self.steps: dict[str, StepState] = {}
+        self.failures: list[tuple[str, Any, StepState | None]] = []
         self.errors: list[str] = []
         self.started = LOADED
         self.live: Live | None = None
@@ -286,7 +286,7 @@ class BuildView:
         elif not self.streaming:  # streaming has printed it already
             self.line("note", text)
 
-    def finish(self, step: Step, state: str) -> None:
+    def finish(self, step: StepState, state: str) -> None:
         step.state, step.ended = state, time.monotonic()
         took = f" ({seconds(step.elapsed())})" if step.started else ""
         self.line(state, f"{step.name}{took}")
@@ -318,7 +318,7 @@ class BuildView:
         finished = [s for s in self.steps.values() if s.state in FINISHED]
         return len(finished) if len(self.steps) > room else 0
 
-    def running_details(self, step: Step) -> list[Any]:
+    def running_details(self, step: StepState) -> list[Any]:
         details: list[Any] = []
         for t in list(TRANSFERS):
             details.append(Group(ProgressBar(total=t.total or None, completed=t.done, width=40), Text(t.describe(), "dim")))
@@ -343,7 +343,7 @@ class BuildView:
         else:
             self.line("total", total)
 
-    def failure(self, name: str, fail: Any, step: Step | None) -> None:
+    def failure(self, name: str, fail: Any, step: StepState | None) -> None:
         """The failed step, its log's last lines, the log's path and the error with its hint; nothing after it."""
         message = fail.get_msg().rstrip()
         write = self.err.write

@@ -40,7 +40,7 @@ from .arch import Arch, host_arch
 from .container import Container
 from .errors import ContainerError
 from .images import build_image, ensure_base_image, image_exists, image_lock
-from .lifecycle import locked, temporary_dir
+from .files import locked, temporary_dir
 from .recipe import Recipe, Target
 from .tools import require_tool
 from .view import say

@@ -7,7 +7,7 @@ import docker
 import docker.errors
 
 from .container import Container
-from .lifecycle import locked
+from .files import locked
 
 MARKER = ".criobuild-complete"
 _known_filled: set[str] = set()  # checked in this process: one recipe's components may share a toolchain

@@ -6,7 +6,7 @@ themselves. The order here is the order of a recipe's components, of its tasks a
 from __future__ import annotations
 
 from . import cni_plugins, conmon, cri_o, cri_tools, crun, runc
-from .base import Package, Runtime, Step, Upstream
+from .base import Command, Package, Runtime, Upstream
 
 UPSTREAMS: dict[str, Upstream] = {
     u.name: u for u in (cri_o.UPSTREAM, conmon.UPSTREAM, cni_plugins.UPSTREAM, cri_tools.UPSTREAM, runc.UPSTREAM, crun.UPSTREAM)
@@ -18,4 +18,4 @@ def upstream(name: str) -> Upstream:
     return UPSTREAMS[name]
 
 
-__all__ = ["Package", "REQUIRED", "Runtime", "Step", "UPSTREAMS", "Upstream", "upstream"]
+__all__ = ["Package", "REQUIRED", "Runtime", "Command", "UPSTREAMS", "Upstream", "upstream"]

@@ -17,26 +17,26 @@ RUNTIME_DIR = "/usr/libexec/crio"  # our OCI runtimes, as cri-o/packaging places
 
 
 @dataclass(frozen=True)
-class Step:
+class Command:
     argv: list[str]
 
 
-def sh(command: str) -> Step:
-    return Step(["bash", "-euo", "pipefail", "-c", command])
+def sh(command: str) -> Command:
+    return Command(["bash", "-euo", "pipefail", "-c", command])
 
 
-def make(*args: str) -> Step:
-    return Step(["make", *args])
+def make(*args: str) -> Command:
+    return Command(["make", *args])
 
 
-def help2man(program: str, section: str, what: str) -> Step:
+def help2man(program: str, section: str, what: str) -> Command:
     """A manual page from the program's own --help, for releases whose upstream has none (as Debian does)."""
     page = f"{OUT}/usr/share/man/man{section}/{program}.{section}"
     return sh(f"mkdir -p {OUT}/usr/share/man/man{section} && help2man --no-info --section={section} "
               f"--name={what!r} --output={page} {OUT}/usr/bin/{program}")  # fmt: skip
 
 
-def write_file(path: str, text: str) -> Step:
+def write_file(path: str, text: str) -> Command:
     return sh(f"mkdir -p $(dirname {path}) && cat > {path} <<'CRIOBUILD_EOF'\n{text}CRIOBUILD_EOF")
 
 
@@ -143,7 +143,7 @@ class Upstream:
         """Debian packages its build needs in the builder image, beyond the common ones."""
         return ()
 
-    def steps(self, recipe: Recipe, pin: Component) -> list[Step]:
+    def steps(self, recipe: Recipe, pin: Component) -> list[Command]:
         raise NotImplementedError
 
     def relations(self, recipe: Recipe) -> dict[str, list[str]]:

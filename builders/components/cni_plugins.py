@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from .base import CNI_DIR, OUT, License, Package, Step, Upstream, sh, stands_in_for
+from .base import CNI_DIR, OUT, Command, License, Package, Upstream, sh, stands_in_for
 
 if TYPE_CHECKING:
     from ..recipe import Component, Recipe
@@ -28,9 +28,9 @@ class CniPlugins(Upstream):
     licenses = (License("Apache-2.0", "LICENSE"),)
     named_in = (("scripts/versions", "cni-plugins"), ("contrib/test/ci/build/plugins.yml", "version"))
 
-    def steps(self, recipe: Recipe, pin: Component) -> list[Step]:
+    def steps(self, recipe: Recipe, pin: Component) -> list[Command]:
         return [
-            Step(["./build_linux.sh", "-ldflags", f"-X {VERSION_VARIABLE}=v{pin.version}"]),
+            Command(["./build_linux.sh", "-ldflags", f"-X {VERSION_VARIABLE}=v{pin.version}"]),
             sh(f"install -D -m 755 -t {OUT}{CNI_DIR} bin/*"),
         ]
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from .base import OUT, Eras, License, Package, Step, Upstream, help2man, make, sh, stands_in_for
+from .base import OUT, Command, Eras, License, Package, Upstream, help2man, make, sh, stands_in_for
 
 if TYPE_CHECKING:
     from ..recipe import Component, Recipe
@@ -43,7 +43,7 @@ class Conmon(Upstream):
     def relations(self, recipe: Recipe) -> dict[str, list[str]]:
         return stands_in_for("conmon")
 
-    def steps(self, recipe: Recipe, pin: Component) -> list[Step]:
+    def steps(self, recipe: Recipe, pin: Component) -> list[Command]:
         install = [make(), sh(f"install -D -m 755 bin/conmon {OUT}{PATH}")]
         if ERAS.at(pin.version).man_page:
             # docs/Makefile itself: the top-level `make docs` first builds go-md2man from tools/ (online in some releases).

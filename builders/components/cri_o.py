@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..errors import ContainerError, PackageError, RecipeError
 from . import cni_plugins, conmon, crun, runc
-from .base import CNI_DIR, OUT, Eras, License, Package, Runtime, Step, Upstream, make, sh, write_file
+from .base import CNI_DIR, OUT, Command, Eras, License, Package, Runtime, Upstream, make, sh, write_file
 
 if TYPE_CHECKING:
     from ..recipe import Component, Recipe
@@ -101,7 +101,7 @@ class CriO(Upstream):
                     hint=f"CRI-O {recipe.crio.version} names the OCI runtimes {', '.join(ERAS.at(recipe.crio.version).runtimes)}: pin each",
                 )
 
-    def steps(self, recipe: Recipe, pin: Component) -> list[Step]:
+    def steps(self, recipe: Recipe, pin: Component) -> list[Command]:
         era = ERAS.at(pin.version)
         install_vars = [f"DESTDIR={OUT}", f"PREFIX={OUT}/usr", f"ETCDIR={OUT}/etc"]
         configs = " ".join(f"contrib/cni/{name}" for name in era.cni_configs)
@@ -196,8 +196,7 @@ def drop_in(recipe: Recipe, pin: Component) -> str:
         "",
         "[crio.runtime]",
         f'cgroup_manager = "{recipe.cgroup_manager}"',
-        # With cgroupfs crio refuses "system.slice" for conmon: it goes into the pod's cgroup.
-        f'conmon_cgroup = "{"system.slice" if recipe.cgroup_manager == "systemd" else "pod"}"',
+        f'conmon_cgroup = "{conmon_cgroup(recipe.cgroup_manager)}"',
         f'default_runtime = "{handlers[0].name}"',
     ]
     if not era.monitor_path:
@@ -208,6 +207,11 @@ def drop_in(recipe: Recipe, pin: Component) -> str:
             lines.append(f'monitor_path = "{conmon.PATH}"')
     lines += ["", "[crio.network]", "plugin_dirs = [" + ", ".join(f'"{d}"' for d in PLUGIN_DIRS) + "]"]
     return "\n".join(lines) + "\n"
+
+
+def conmon_cgroup(cgroup_manager: str) -> str:
+    """Where crio puts conmon: with cgroupfs crio refuses "system.slice", so conmon goes into the pod's cgroup."""
+    return "system.slice" if cgroup_manager == "systemd" else "pod"
 
 
 # /etc/default/crio, the units' EnvironmentFile: upstream's contrib/sysconfig/crio names the variables

@@ -4,7 +4,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from .base import OUT, Eras, License, Package, Step, Upstream, help2man, make, sh
+from .base import OUT, Command, Eras, License, Package, Upstream, help2man, make, sh
 
 if TYPE_CHECKING:
     from ..recipe import Component, Recipe
@@ -44,7 +44,7 @@ class CriTools(Upstream):
     def build_packages(self, pin: Component) -> tuple[str, ...]:
         return ("help2man",)
 
-    def steps(self, recipe: Recipe, pin: Component) -> list[Step]:
+    def steps(self, recipe: Recipe, pin: Component) -> list[Command]:
         output = ERAS.at(pin.version).output.replace("$GOARCH", recipe.target.arch.to_go())
         return [
             make("crictl", "critest"),

@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from .base import OUT, RUNTIME_DIR, Eras, License, Package, Runtime, Step, Upstream, make, sh
+from .base import OUT, RUNTIME_DIR, Command, Eras, License, Package, Runtime, Upstream, make, sh
 
 if TYPE_CHECKING:
     from ..recipe import Component, Recipe
@@ -51,10 +51,10 @@ class Crun(Upstream):
             "libcap-dev", "libseccomp-dev", "libsystemd-dev", ERAS.at(pin.version).json_library,
         )  # fmt: skip
 
-    def steps(self, recipe: Recipe, pin: Component) -> list[Step]:
+    def steps(self, recipe: Recipe, pin: Component) -> list[Command]:
         return [
             # autogen.sh without its `git submodule update`: the submodules are already checked out.
-            Step(["autoreconf", "-fi"]),
+            Command(["autoreconf", "-fi"]),
             sh('./configure --prefix=/usr ${CRIOBUILD_HOST:+--host=$CRIOBUILD_HOST}'),
             make(),
             sh(f"install -D -m 755 crun {OUT}{RUNTIME_DIR}/crun"),

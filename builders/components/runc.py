@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from .base import OUT, RUNTIME_DIR, Eras, License, Package, Runtime, Step, Upstream, make, sh
+from .base import OUT, RUNTIME_DIR, Command, Eras, License, Package, Runtime, Upstream, make, sh
 
 if TYPE_CHECKING:
     from ..recipe import Component, Recipe
@@ -55,7 +55,7 @@ class Runc(Upstream):
     def build_packages(self, pin: Component) -> tuple[str, ...]:
         return ("libseccomp-dev", "go-md2man")
 
-    def steps(self, recipe: Recipe, pin: Component) -> list[Step]:
+    def steps(self, recipe: Recipe, pin: Component) -> list[Command]:
         tags = [f"BUILDTAGS={' '.join(pin.buildtags)}"] if pin.buildtags else []
         build = make("runc", *tags)
         if ERAS.at(pin.version).gopath:

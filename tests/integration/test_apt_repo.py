@@ -379,7 +379,7 @@ def test_a_node_subscribed_to_one_minor_gets_its_patches_and_never_the_next_mino
 
 @pytest.fixture(scope="module")
 def pipeline_debs(pipeline, built) -> tuple[Recipe, object]:
-    """The four .debs of the fixture upstreams, built by the real pipeline (`doit deb:…`)."""
+    """The .debs of the fixture upstreams (one per component of the recipe), built by the real pipeline (`doit deb:…`)."""
     result = pipeline.doit(*(f"deb:crio-1.18:{package_name(c)}" for c in COMPONENTS))
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     recipe = load_recipe(Path(pipeline.env["CRIOBUILD_RECIPES"]) / "crio-1.18.toml")

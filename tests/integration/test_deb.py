@@ -1,7 +1,7 @@
 """The .debs of the fixture upstreams: made by `doit deb:...`, checked by lintian, installed with apt in a clean arm64 container.
 
 One module-wide build does everything once (emulated dh runs are slow): an older cri-o at revision 0 for the
-upgrade, then the four packages twice to compare bytes. One container session then installs, removes,
+upgrade, then the packages twice to compare bytes. One container session then installs, removes,
 purges and upgrades them.
 """
 from __future__ import annotations

@@ -36,7 +36,7 @@ def package(pipeline: Pipeline) -> Packaged:
     """`doit tarball:crio-1.18`, then SHA256SUMS and manifest.json over what is in the directory.
 
     The sums are written by calling write_sums_and_manifest directly: `doit sums:crio-1.18` also
-    needs the four .debs (builders/deb.py), which these tests do not build.
+    needs the .debs (builders/deb.py), which these tests do not build.
     """
     result = pipeline.doit("tarball:crio-1.18")
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from builders import deb
+from builders import deb, gobuildinfo
 from builders.arch import Arch
 from builders.components import upstream
 from builders.recipe import Component, GoToolchain, Recipe, Target
@@ -186,7 +186,7 @@ def elf(*, e_type: int, segments: tuple[int, ...], go: bool = False) -> bytes:
     header[0x36:0x38] = (56).to_bytes(2, "little")
     header[0x38:0x3A] = len(segments).to_bytes(2, "little")
     phdrs = b"".join(t.to_bytes(4, "little") + bytes(52) for t in segments)
-    return bytes(header) + phdrs + (deb.GO_BUILDINFO if go else b"")
+    return bytes(header) + phdrs + (gobuildinfo.MAGIC if go else b"")
 
 
 def test_lintian_overrides_follow_the_binaries(tmp_path: Path) -> None:

@@ -14,7 +14,8 @@ import pytest
 from doit.exceptions import TaskFailed
 
 from builders.arch import Arch, host_arch
-from builders.download import download, http_timeout, sha256_file
+from builders.download import download, http_timeout
+from builders.files import sha256_file
 from builders.errors import BuildError, ChecksumError, DownloadError, RecipeError
 from builders.go_toolchain import (
     MARKER, UnsafeArchiveError, completion_marker, describe_mirror, ensure_go, go_task, go_url,

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from builders import attest, pod_report, tarball, verify
+from builders import attest, files, pod_report, tarball, verify
 from tests.integration.test_apt_repo import GnuPG, gnupg  # noqa: F401 (a fixture)
 from tests.unit.test_tarball import built, fake_images, world  # noqa: F401 (a fixture)
 
@@ -46,7 +46,7 @@ def test_the_report_is_its_own_signed_file_and_changes_nothing_the_build_wrote_o
     assert what_the_build_wrote(directory) == before  # SHA256SUMS, manifest, provenance and their signatures as they were
     assert "pod_test" not in json.loads((directory / "manifest.json").read_text())
     saved = json.loads((directory / "pod-report.json").read_text())
-    assert saved["tested"] == {artifact.name: tarball.sha256_file(artifact)} and saved["critest"] == REPORT["critest"]
+    assert saved["tested"] == {artifact.name: files.sha256_file(artifact)} and saved["critest"] == REPORT["critest"]
     assert gpgv(signing, directory / "pod-report.json.asc", tmp_path).returncode == 0
     assert verify.check_pod_report(directory) == ["✓ pod-report.json names these very packages by sha256"]
 

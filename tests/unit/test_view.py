@@ -20,7 +20,7 @@ DODO = '''
 import json, os, time
 from pathlib import Path
 from builders.errors import BuildError
-from builders.tasks import step
+from builders.tasks import logged_actions
 from builders.view import say, transfer
 
 ROOT = Path(__file__).parent
@@ -55,16 +55,16 @@ def sums():
 
 
 def task_fetch():
-    return {**step(fetch, [], ROOT / "artifacts/logs/go-1.26-arm64.log"), "targets": [str(ROOT / "go.done")], "uptodate": [True]}
+    return {**logged_actions(fetch, [], ROOT / "artifacts/logs/go-1.26-arm64.log"), "targets": [str(ROOT / "go.done")], "uptodate": [True]}
 
 
 def task_compile():
-    return {**step(compile_it, [], ROOT / "artifacts/crio-1.36/logs/compile-conmon.log"), "file_dep": [str(ROOT / "go.done")],
+    return {**logged_actions(compile_it, [], ROOT / "artifacts/crio-1.36/logs/compile-conmon.log"), "file_dep": [str(ROOT / "go.done")],
             "targets": [str(ROOT / "out/conmon_2.1.13-1_arm64.deb")]}
 
 
 def task_sums():
-    s = step(sums, [], ROOT / "artifacts/crio-1.36/logs/sums.log")
+    s = logged_actions(sums, [], ROOT / "artifacts/crio-1.36/logs/sums.log")
     s["meta"] |= {"sums": str(ROOT / "out/SHA256SUMS"), "target": "debian trixie arm64"}
     return {**s, "file_dep": [str(ROOT / "out/conmon_2.1.13-1_arm64.deb")], "targets": [str(ROOT / "out/SHA256SUMS")]}
 
