@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 
+from .actions import logged_actions, step_log
 from .arch import host_arch
 from .container import Container
 from .errors import ContainerError
@@ -28,7 +29,6 @@ APT_ENV = {"DEBIAN_FRONTEND": "noninteractive", "LANG": "C.UTF-8"}
 
 def accept_task(recipe: Recipe, settings: Settings) -> dict[str, Any]:
     from .deb import deb_path
-    from .tasks import logged_actions, step_log
 
     return {
         "name": recipe.name,

@@ -31,6 +31,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, NamedTuple
 
+from .actions import as_action
 from .errors import PackageError
 from .files import dir_atomically, sha256_file
 from .recipe import Recipe, recipe_sort_key
@@ -68,7 +69,6 @@ def repo_dir(settings: Settings, env: Mapping[str, str] | None = None) -> Path:
 
 def repo_task(recipes: list[Recipe], settings: Settings) -> dict[str, Any]:
     """`doit repo`: every built recipe's .debs as one signed apt repository (a dists/<suite> per target suite, a component per recipe)."""
-    from .tasks import as_action
 
     suites = ", ".join(sorted({r.target.suite for r in recipes})) or "no suite"
     return {

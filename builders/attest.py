@@ -14,6 +14,7 @@ from in_toto_attestation.predicates.provenance.v1 import provenance_pb2
 from in_toto_attestation.v1.resource_descriptor import ResourceDescriptor
 from in_toto_attestation.v1.statement import Statement
 
+from .actions import as_action
 from .apt_repo import resolve_key, run_gpg
 from .errors import PackageError
 from .files import file_atomically
@@ -116,7 +117,6 @@ def sign_files(paths: list[Path], what: str, env: Mapping[str, str] | None = Non
 
 
 def sign_task(recipes: list[Any], settings: Any) -> dict[str, Any]:
-    from .tasks import as_action
 
     return {
         "doc": "sign every built recipe's SHA256SUMS, SBOMs, provenance and pod report with CRIOBUILD_GPG_KEY (`doit build` signs when it is set)",

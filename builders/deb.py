@@ -20,6 +20,7 @@ from typing import Any
 
 from doit.tools import config_changed
 
+from .actions import logged_actions, step_log
 from . import elf, gobuildinfo
 from .components import upstream
 from .errors import PackageError
@@ -342,7 +343,6 @@ def drop_other_versions(artifact: Path, pattern: str) -> None:
 
 def deb_task(recipe: Recipe, component: str, settings: Settings) -> dict[str, Any]:
     from .build import staging_manifest
-    from .tasks import logged_actions, step_log
 
     packaging = [Path(__file__), *package_sources(component)]
     return {

@@ -29,7 +29,7 @@ from .errors import BuildError, ChecksumError, RecipeError
 from .files import dir_atomically, locked, sha256_file, write_atomically
 from .recipe import GoToolchain
 from .settings import Settings
-from .tasks import logged_actions, step_log
+from .actions import logged_actions, step_log
 
 OFFICIAL_DOWNLOADS = "https://go.dev/dl"
 MARKER = ".criobuild-complete"

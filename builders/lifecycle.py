@@ -25,7 +25,7 @@ OWNED_RE = re.compile(r"\.(\d+)-(\d+)-[^.]*\.partial$")
 OLD_PARTIAL_SECONDS = 3600  # a .partial without an owner (an older criobuild's) is a leftover after an hour
 SWEEP_DEPTH = 3  # cache/work/<recipe>/.<component>.….partial is the deepest place a temporary name is made
 
-RUNNING_STEP: str | None = None  # the step whose action runs in this process (set by tasks.as_action)
+RUNNING_STEP: str | None = None  # the step whose action runs in this process (set by actions.as_action)
 
 
 def start_time(pid: int) -> int | None:

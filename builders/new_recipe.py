@@ -31,7 +31,7 @@ from .files import temporary_dir, write_atomically
 from .recipe import Component, build_recipe, check_go_pins_agree, check_keys, load_recipe
 from .settings import Settings
 from .sources import fetch, fetch_failed, git_ok, newest_patch_tag, remote_refs, run_git
-from .tasks import as_action
+from .actions import as_action
 from .view import say
 
 LISTING = "/?mode=json&include=all"  # go.dev/dl's JSON listing of every release and its files

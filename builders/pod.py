@@ -26,6 +26,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
+from .actions import logged_actions, step_log
 from .acceptance import APT_ENV
 from .arch import Arch, host_arch
 from .components import cri_o
@@ -87,7 +88,6 @@ POD_MOUNTS = re.compile(r" (/run/containers/storage/|/var/lib/containers/storage
 
 def node_task(recipe: Recipe, settings: Settings) -> dict[str, Any]:
     from .deb import deb_path
-    from .tasks import logged_actions, step_log
 
     return {
         "name": recipe.name,
@@ -106,7 +106,6 @@ def node_task(recipe: Recipe, settings: Settings) -> dict[str, Any]:
 
 def pod_task(recipe: Recipe, settings: Settings) -> dict[str, Any]:
     from .deb import deb_path
-    from .tasks import logged_actions, step_log
 
     return {
         "name": recipe.name,

@@ -30,7 +30,7 @@ from .files import file_atomically, locked, swap_into_place, temp_dir, write_ato
 from .lifecycle import PARTIAL, leftover, no_space_error, remove, temp_prefix
 from .recipe import Component, Recipe, load_recipe
 from .settings import Settings
-from .tasks import as_action, logged_actions, step_log
+from .actions import as_action, logged_actions, step_log
 from .view import say
 
 # Fetch depths: a first shallow fetch, then deepen steps until the pin is proven on its branch.

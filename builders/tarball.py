@@ -32,6 +32,7 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any
 
+from .actions import logged_actions, step_log
 from . import elf
 from .build import read_staged
 from .deb import drop_other_versions
@@ -424,7 +425,6 @@ def write_sums_and_manifest(recipe: Recipe, settings: Settings, lookup_images: A
 
 def tarball_task(recipe: Recipe, settings: Settings) -> dict[str, Any]:
     from .build import staging_manifest
-    from .tasks import logged_actions, step_log
 
     return {
         "name": recipe.name,
@@ -442,7 +442,6 @@ def package_data() -> list[Path]:
 
 def sums_task(recipe: Recipe, settings: Settings) -> dict[str, Any]:
     from .deb import deb_path
-    from .tasks import logged_actions, step_log
 
     artifacts = [deb_path(recipe, c, settings) for c in recipe.components] + [tarball_path(recipe, settings)]
     artifacts += [sbom_path(a) for a in artifacts]

@@ -80,7 +80,7 @@ def test_an_engine_that_goes_away_mid_step_is_one_error_in_its_own_words_not_a_t
     import requests
     from doit.exceptions import TaskFailed
 
-    from builders.tasks import as_action
+    from builders.actions import as_action
 
     def step() -> None:
         raise requests.exceptions.ConnectionError("('Connection aborted.', ConnectionRefusedError(111, 'Connection refused'))")
@@ -97,7 +97,7 @@ def test_a_full_disk_in_any_step_names_the_path_and_what_is_free(tmp_path: Path,
 
     from doit.exceptions import TaskFailed
 
-    from builders.tasks import as_action
+    from builders.actions import as_action
 
     monkeypatch.setenv("CRIOBUILD_CACHE", str(tmp_path / "cache"))
 

@@ -20,7 +20,7 @@ DODO = '''
 import json, os, time
 from pathlib import Path
 from builders.errors import BuildError
-from builders.tasks import logged_actions
+from builders.actions import logged_actions
 from builders.view import say, transfer
 
 ROOT = Path(__file__).parent
