@@ -196,7 +196,7 @@ def real_recipes_sharing(mode: str) -> dict:
     keys = []
     for recipe in load_all(REPO / "recipes"):
         chosen = resolve_mode(mode, recipe.target.arch)
-        image = json.dumps([str(chosen.builder_target(recipe.target)), chosen.packages(recipe), builder_setup(chosen)])
+        image = json.dumps([str(chosen.builder_target(recipe.target)), chosen.build_packages(recipe), builder_setup(chosen)])
         keys += [json.dumps(build_inputs(recipe, c, chosen, image), sort_keys=True) for c in recipe.components]
     return {"real_recipes": len(load_all(REPO / "recipes")), "real_builds_asked": len(keys), "real_distinct_keys": len(set(keys))}
 

@@ -143,13 +143,13 @@ class Builder:
 
 def make_builder_image(mode: BuildMode, recipe: Recipe, settings: Settings) -> str:
     """The image step's action: the builder image for this mode (and its base image), made if missing."""
-    return ensure_builder_image(docker_client(), mode.builder_target(recipe.target), mode.packages(recipe), settings.base_source, builder_setup(mode))
+    return ensure_builder_image(docker_client(), mode.builder_target(recipe.target), mode.build_packages(recipe), settings.base_source, builder_setup(mode))
 
 
 def builder_image(client: docker.DockerClient, mode: BuildMode, recipe: Recipe) -> str | None:
     """The name of the builder image the image step made; None when it (or its base image) is not there."""
     try:
-        name, _ = builder_image_name(client, mode.builder_target(recipe.target), mode.packages(recipe), builder_setup(mode))
+        name, _ = builder_image_name(client, mode.builder_target(recipe.target), mode.build_packages(recipe), builder_setup(mode))
     except docker.errors.ImageNotFound:
         return None
     return name if image_exists(client, name) else None

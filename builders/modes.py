@@ -30,7 +30,8 @@ class BuildMode:
     def builder_target(self, target: Target) -> Target:
         return target
 
-    def packages(self, recipe: Recipe) -> tuple[str, ...]:
+    def build_packages(self, recipe: Recipe) -> tuple[str, ...]:
+        """What the builder image installs (the .debs a build needs, not the ones it makes)."""
         return build_packages(recipe)
 
     def preflight(self, settings: Settings) -> None:
@@ -69,8 +70,8 @@ class Cross(BuildMode):
     def builder_target(self, target: Target) -> Target:
         return replace(target, arch=host_arch())
 
-    def packages(self, recipe: Recipe) -> tuple[str, ...]:
-        return cross_packages(super().packages(recipe), self.target_arch)
+    def build_packages(self, recipe: Recipe) -> tuple[str, ...]:
+        return cross_packages(super().build_packages(recipe), self.target_arch)
 
     def env(self) -> dict[str, str]:
         triplet = self.target_arch.to_gnu_triplet()

@@ -103,7 +103,7 @@ def compile_task(recipe: Recipe, component: str, settings: Settings) -> dict[str
         "file_dep": [stamp_path(recipe, component, settings), completion_marker(recipe.go_for(component), go_arch, settings)],
         "targets": [staging_manifest(settings, recipe, component)],
         "uptodate": [config_changed({
-            "recipe": recipe.fingerprint(component, go_arch), "mode": mode.name, "packages": mode.packages(recipe), "staging": STAGING_FORMAT,
+            "recipe": recipe.fingerprint(component, go_arch), "mode": mode.name, "build_packages": mode.build_packages(recipe), "staging": STAGING_FORMAT,
             "licenses": [repr(lic) for lic in upstream(component).licenses],  # a changed statement is checked against the source again
             "steps": [s.argv for s in upstream(component).steps(recipe, c)],  # what its module runs (cri-o's build tags): built again
         })],
