@@ -232,7 +232,7 @@ def build_inputs(recipe: Recipe, name: str, mode: BuildMode, image: str) -> dict
     return recipe.fingerprint(name, mode.toolchain_arch(recipe.target.arch)) | {
         "component": [name, described], "mode": mode.name, "builder_image": image, "format": STAGING_FORMAT,
         "env": build_env(mode, 0),
-        "steps": [s.argv for s in upstream(name).steps(recipe, pin)], "licenses": [repr(lic) for lic in upstream(name).licenses],
+        "commands": [c.argv for c in upstream(name).commands(recipe, pin)], "licenses": [repr(lic) for lic in upstream(name).licenses],
     }  # fmt: skip
 
 
@@ -290,8 +290,8 @@ def run_build(client: docker.DockerClient, builder: Builder, mode: BuildMode, re
         if space.user:
             box.call(hand_over(space.user), user="root")
         box.timings.clear()
-        for step in upstream(name).steps(recipe, component):
-            box.call(step.argv)
+        for command in upstream(name).commands(recipe, component):
+            box.call(command.argv)
         steps = [{"argv": argv, "seconds": seconds} for argv, seconds in box.timings]
         if not space.mount:
             box.copy_out(OUT, output)

@@ -105,7 +105,7 @@ def compile_task(recipe: Recipe, component: str, settings: Settings) -> dict[str
         "uptodate": [config_changed({
             "recipe": recipe.fingerprint(component, go_arch), "mode": mode.name, "build_packages": mode.build_packages(recipe), "staging": STAGING_FORMAT,
             "licenses": [repr(lic) for lic in upstream(component).licenses],  # a changed statement is checked against the source again
-            "steps": [s.argv for s in upstream(component).steps(recipe, c)],  # what its module runs (cri-o's build tags): built again
+            "commands": [command.argv for command in upstream(component).commands(recipe, c)],  # what its module runs (cri-o's build tags): built again
         })],
     }  # fmt: skip
 

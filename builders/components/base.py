@@ -1,4 +1,4 @@
-"""The shape every upstream module fills in, and the small vocabulary its build steps are written in."""
+"""The shape every upstream module fills in, and the small vocabulary its build commands are written in."""
 from __future__ import annotations
 
 import re
@@ -143,7 +143,7 @@ class Upstream:
         """Debian packages its build needs in the builder image, beyond the common ones."""
         return ()
 
-    def steps(self, recipe: Recipe, pin: Component) -> list[Command]:
+    def commands(self, recipe: Recipe, pin: Component) -> list[Command]:
         raise NotImplementedError
 
     def relations(self, recipe: Recipe) -> dict[str, list[str]]:

@@ -28,7 +28,7 @@ class CniPlugins(Upstream):
     licenses = (License("Apache-2.0", "LICENSE"),)
     named_in = (("scripts/versions", "cni-plugins"), ("contrib/test/ci/build/plugins.yml", "version"))
 
-    def steps(self, recipe: Recipe, pin: Component) -> list[Command]:
+    def commands(self, recipe: Recipe, pin: Component) -> list[Command]:
         return [
             Command(["./build_linux.sh", "-ldflags", f"-X {VERSION_VARIABLE}=v{pin.version}"]),
             sh(f"install -D -m 755 -t {OUT}{CNI_DIR} bin/*"),

@@ -43,7 +43,7 @@ class Conmon(Upstream):
     def relations(self, recipe: Recipe) -> dict[str, list[str]]:
         return stands_in_for("conmon")
 
-    def steps(self, recipe: Recipe, pin: Component) -> list[Command]:
+    def commands(self, recipe: Recipe, pin: Component) -> list[Command]:
         install = [make(), sh(f"install -D -m 755 bin/conmon {OUT}{PATH}")]
         if ERAS.at(pin.version).man_page:
             # docs/Makefile itself: the top-level `make docs` first builds go-md2man from tools/ (online in some releases).

@@ -101,7 +101,7 @@ class CriO(Upstream):
                     hint=f"CRI-O {recipe.crio.version} names the OCI runtimes {', '.join(ERAS.at(recipe.crio.version).runtimes)}: pin each",
                 )
 
-    def steps(self, recipe: Recipe, pin: Component) -> list[Command]:
+    def commands(self, recipe: Recipe, pin: Component) -> list[Command]:
         era = ERAS.at(pin.version)
         install_vars = [f"DESTDIR={OUT}", f"PREFIX={OUT}/usr", f"ETCDIR={OUT}/etc"]
         configs = " ".join(f"contrib/cni/{name}" for name in era.cni_configs)

@@ -44,7 +44,7 @@ class CriTools(Upstream):
     def build_packages(self, pin: Component) -> tuple[str, ...]:
         return ("help2man",)
 
-    def steps(self, recipe: Recipe, pin: Component) -> list[Command]:
+    def commands(self, recipe: Recipe, pin: Component) -> list[Command]:
         output = ERAS.at(pin.version).output.replace("$GOARCH", recipe.target.arch.to_go())
         return [
             make("crictl", "critest"),

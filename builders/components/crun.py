@@ -51,7 +51,7 @@ class Crun(Upstream):
             "libcap-dev", "libseccomp-dev", "libsystemd-dev", ERAS.at(pin.version).json_library,
         )  # fmt: skip
 
-    def steps(self, recipe: Recipe, pin: Component) -> list[Command]:
+    def commands(self, recipe: Recipe, pin: Component) -> list[Command]:
         return [
             # autogen.sh without its `git submodule update`: the submodules are already checked out.
             Command(["autoreconf", "-fi"]),

@@ -55,7 +55,7 @@ class Runc(Upstream):
     def build_packages(self, pin: Component) -> tuple[str, ...]:
         return ("libseccomp-dev", "go-md2man")
 
-    def steps(self, recipe: Recipe, pin: Component) -> list[Command]:
+    def commands(self, recipe: Recipe, pin: Component) -> list[Command]:
         tags = [f"BUILDTAGS={' '.join(pin.buildtags)}"] if pin.buildtags else []
         build = make("runc", *tags)
         if ERAS.at(pin.version).gopath:

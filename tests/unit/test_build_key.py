@@ -39,7 +39,7 @@ def test_the_recipe_name_alone_does_not_change_a_companions_key() -> None:
 
 
 @pytest.mark.parametrize("changed", [
-    "commit", "patch", "patch text", "go version", "go sha256", "suite", "arch", "mode", "builder image", "buildtags", "steps",
+    "commit", "patch", "patch text", "go version", "go sha256", "suite", "arch", "mode", "builder image", "buildtags", "commands",
 ])  # fmt: skip
 def test_changing_any_input_changes_the_key(changed: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     recipe, mode, image = R133, CROSS, IMAGE
@@ -69,10 +69,10 @@ def test_changing_any_input_changes_the_key(changed: str, tmp_path: Path, monkey
         image = "criobuild/builder:debian-trixie-amd64-ba9876543210"
     elif changed == "buildtags":
         recipe = repinned(recipe, "conmon", buildtags=(*pin.buildtags, "extra"))
-    elif changed == "steps":  # what the tool's component module runs
+    elif changed == "commands":  # what the tool's component module runs
         from builders.components import conmon
 
-        monkeypatch.setattr(conmon.Conmon, "steps", lambda self, recipe, pin: [conmon.make("PREFIX=/usr")])
+        monkeypatch.setattr(conmon.Conmon, "commands", lambda self, recipe, pin: [conmon.make("PREFIX=/usr")])
     assert key(recipe, "conmon", mode, image) != before
 
 

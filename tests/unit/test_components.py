@@ -54,7 +54,7 @@ def test_cri_o_eras_follow_the_releases(minor: int, cni: tuple, runtimes: tuple,
 ])  # fmt: skip
 def test_cri_o_builds_without_containerds_go_plugin_loader_where_it_is_vendored(minor: int, added: str) -> None:
     r = recipe(minor)
-    make_binaries = upstream("cri-o").steps(r, r.crio)[0].argv
+    make_binaries = upstream("cri-o").commands(r, r.crio)[0].argv
     assert make_binaries[:2] == ["make", "binaries"]
     tags = make_binaries[2].removeprefix("BUILDTAGS=").split()
     assert tags == [*r.crio.buildtags, *added.split()]  # the recipe's own tags first, as it lists them
@@ -73,26 +73,26 @@ def test_a_recipe_that_lists_the_plugin_tag_itself_gets_it_once() -> None:
 def test_cri_tools_installs_from_where_its_make_leaves_crictl(version: str, output: str) -> None:
     r = recipe(36)
     pin = replace(r.components["cri-tools"], version=version)
-    assert f"-t /out/usr/bin {output}/crictl {output}/critest" in argv_text(cri_tools.UPSTREAM.steps(r, pin))
+    assert f"-t /out/usr/bin {output}/crictl {output}/critest" in argv_text(cri_tools.UPSTREAM.commands(r, pin))
 
 
 def test_conmon_builds_its_own_man_page_from_2_0_22_and_help2man_before() -> None:
     assert [CONMON_ERAS.at(v).man_page for v in ("2.0.19", "2.0.20", "2.0.22", "2.1.13")] == [False, False, True, True]
     r = recipe(18)
-    assert "help2man" in argv_text(upstream("conmon").steps(r, r.components["conmon"]))
+    assert "help2man" in argv_text(upstream("conmon").commands(r, r.components["conmon"]))
     r = recipe(36)
-    assert "make -C docs GOMD2MAN=go-md2man" in argv_text(upstream("conmon").steps(r, r.components["conmon"]))
+    assert "make -C docs GOMD2MAN=go-md2man" in argv_text(upstream("conmon").commands(r, r.components["conmon"]))
 
 
 def test_runc_builds_in_a_gopath_until_it_had_a_go_mod() -> None:
     rc10, rc92 = recipe(18).components["runc"], recipe(20).components["runc"]
-    assert "GO111MODULE=off make runc" in argv_text(runc.UPSTREAM.steps(recipe(18), rc10))
-    assert argv_text(runc.UPSTREAM.steps(recipe(20), rc92)).startswith("make runc\n")
+    assert "GO111MODULE=off make runc" in argv_text(runc.UPSTREAM.commands(recipe(18), rc10))
+    assert argv_text(runc.UPSTREAM.commands(recipe(20), rc92)).startswith("make runc\n")
 
 
 def test_runc_1_5_drops_libpathrs_by_the_recipes_build_tags() -> None:
     r = recipe(37)
-    assert "make runc BUILDTAGS=seccomp urfave_cli_no_docs" in argv_text(runc.UPSTREAM.steps(r, r.components["runc"]))
+    assert "make runc BUILDTAGS=seccomp urfave_cli_no_docs" in argv_text(runc.UPSTREAM.commands(r, r.components["runc"]))
 
 
 def test_crun_links_yajl_until_1_28_then_json_c() -> None:
@@ -124,7 +124,7 @@ def test_with_cgroupfs_conmon_goes_into_the_pods_cgroup() -> None:
 
 def test_cri_o_passes_debians_go_md2man_and_installs_the_era_s_cni_configs() -> None:
     r = recipe(36)
-    text = argv_text(cri_o.UPSTREAM.steps(r, r.crio))
+    text = argv_text(cri_o.UPSTREAM.commands(r, r.crio))
     assert "make docs GO_MD2MAN=go-md2man" in text
     assert "contrib/cni/11-crio-ipv4-bridge.conflist contrib/cni/99-loopback.conflist" in text
     assert "s|/etc/sysconfig/crio|/etc/default/crio|" in text
@@ -228,5 +228,5 @@ def test_every_recipe_builds_crio_with_apparmor_as_upstreams_makefile_does() -> 
     # crio ignores a pod's AppArmor profile on a kernel that enforces them (critest's AppArmor specs on Debian's kernel).
     for minor in range(18, 38):
         r = recipe(minor)
-        tags = upstream("cri-o").steps(r, r.crio)[0].argv[2].removeprefix("BUILDTAGS=").split()
+        tags = upstream("cri-o").commands(r, r.crio)[0].argv[2].removeprefix("BUILDTAGS=").split()
         assert "apparmor" in tags, r.name
