@@ -98,6 +98,7 @@ def test_on_a_terminal_a_real_build_draws_one_live_view(pipeline_1_36: Pipeline,
     final = without_styles(drawn.split("\x1b[?25h")[0].rsplit("criobuild · ", 1)[-1])
     assert re.search(r"✓ +\d+\.\d s +compile:crio-1\.36:conmon\b", final), final
     assert re.search(r"= +compile:crio-1\.36:cri-o\b", final), final
+    assert re.search(r"= +image:crio-1\.36\b", final) and re.search(r"= +govolume:crio-1\.36\b", final), final  # made, so up to date
     assert re.search(r"cri-o_1\.36\.1-1~deb13_arm64\.deb +\d+\.\d [KM]B +[0-9a-f]{12} +debian trixie arm64", plain), plain[-3000:]
 
 
