@@ -1,8 +1,8 @@
 """`doit new:<minor>`: a recipe for a CRI-O minor, read from its upstreams and never guessed.
 
 cri-o: the newest vX.Y.Z tag of the minor, else the tip of release-X.Y as X.Y.0-dev. Go: go.mod's
-`go`/`toolchain` line, then the newest patch of that Go minor in go.dev's JSON listing (or
-CRIOBUILD_GO_MIRROR's), with the sha256 of each tarball a build can fetch. The companions: the first file
+`go`/`toolchain` line (or a companion's, where that asks for more), then the newest patch of that Go minor
+in go.dev's JSON listing (or CRIOBUILD_GO_MIRROR's), with the sha256 of each tarball a build can fetch. The companions: the first file
 of cri-o's tree that names a release tag of theirs (each module's `named_in`), the tag's commit from their
 repository. The pause image from cri-o's tree. Each pin's comment names where it was read
 (repository@commit:path). What cannot be found is listed, all of it, and nothing is written.
@@ -59,8 +59,8 @@ class GoPin:
 
 
 @dataclass(frozen=True)
-class CrioTree:
-    """cri-o's tree at the commit the new recipe pins, read from the clone cache."""
+class SourceTree:
+    """An upstream's tree at the commit the new recipe pins (cri-o's, or a companion's)."""
 
     pin: Component
     git_dir: Path
@@ -121,17 +121,17 @@ def find_crio(minor: str) -> Component:
 
 
 @contextlib.contextmanager
-def crio_tree(pin: Component, settings: Settings) -> Iterator[CrioTree]:
-    """cri-o's tree at pin in a throwaway partial clone: its trees now, a file's blob when it is read
+def source_tree(pin: Component, settings: Settings) -> Iterator[SourceTree]:
+    """The tree at pin in a throwaway partial clone: its trees now, a file's blob when it is read
     (a few hundred KiB, where the builds' clone cache holds all of cri-o)."""
     with temporary_dir(settings.cache, "new-recipe") as git_dir:
         git_ok("init", "--quiet", "--bare", str(git_dir))
         git_ok("remote", "add", "origin", pin.repo, git_dir=git_dir)
         fetch(git_dir, pin, "--depth=1", "--filter=blob:none", "origin", pin.commit)
-        yield CrioTree(pin, git_dir)
+        yield SourceTree(pin, git_dir)
 
 
-def dev_version(tree: CrioTree, minor: str) -> tuple[str, str]:
+def dev_version(tree: SourceTree, minor: str) -> tuple[str, str]:
     """An untagged branch's version, X.Y.Z-dev, from the version cri-o's tree states; and where it says so."""
     path, pattern = crio_module.UPSTREAM.version_source
     stated = tree.find(path, pattern, "cri-o's version")
@@ -143,7 +143,7 @@ def dev_version(tree: CrioTree, minor: str) -> tuple[str, str]:
 # --------------------------------------------------------------------------- Go
 
 
-def go_minimum(tree: CrioTree) -> tuple[str, str]:
+def go_minimum(tree: SourceTree) -> tuple[str, str]:
     """The Go go.mod asks for (the higher of its `go` and `toolchain` lines) and how go.mod says it."""
     text = tree.read("go.mod")
     if text is None:
@@ -189,12 +189,28 @@ def newest_go(releases: list[dict[str, Any]], minimum: str) -> dict[str, Any] | 
     return newest if newest and Version(newest["version"][2:]) >= Version(minimum) else None
 
 
-def go_pin(tree: CrioTree, settings: Settings) -> GoPin:
+def companion_go(name: str, pin: Pin, settings: Settings) -> tuple[str, str] | None:
+    """The Go a companion's go.mod asks for at its pin, and where it says so; None for one without a go.mod (C)."""
+    component = Component(name=name, repo=upstream(name).repo, commit=pin.commit, version=pin.tag, tag=pin.tag)
+    with source_tree(component, settings) as tree:
+        if tree.read("go.mod") is None:
+            return None
+        version, said = go_minimum(tree)
+        return version, f"{tree.where('go.mod')} says `{said}`"
+
+
+def go_pin(tree: SourceTree, settings: Settings, companions: tuple[tuple[str, str], ...] = ()) -> GoPin:
+    """The newest patch of the Go minor cri-o's go.mod asks for, or a companion's where that one asks for more
+    (GOTOOLCHAIN=local: an older Go refuses its go.mod)."""
     minimum, said = go_minimum(tree)
+    where = f"{tree.where('go.mod')} says `{said}`"
+    for version, asked in companions:
+        if Version(version) > Version(minimum):
+            minimum, where = version, f"{asked}, more than cri-o's go.mod (`{said}`)"
     url = listing_url(settings)
     release = newest_go(go_listing(settings), minimum)
     if release is None:
-        raise NotFound(f"Go: {url} lists no stable Go {go_minor(minimum)} release of at least {minimum} ({tree.where('go.mod')} says `{said}`)")
+        raise NotFound(f"Go: {url} lists no stable Go {go_minor(minimum)} release of at least {minimum} ({where})")
     version = release["version"][2:]
     files = {f.get("filename"): f for f in release.get("files", []) if isinstance(f, dict)}
     sha256 = {}
@@ -204,7 +220,7 @@ def go_pin(tree: CrioTree, settings: Settings) -> GoPin:
         if not re.fullmatch(r"[0-9a-f]{64}", digest):
             raise NotFound(f"Go: {url} lists no sha256 for {name} (Go {version}, for {arch})")
         sha256[arch] = digest
-    return GoPin(version, sha256, f"{tree.where('go.mod')} says `{said}`: the newest Go {go_minor(minimum)} patch in {url}")
+    return GoPin(version, sha256, f"{where}: the newest Go {go_minor(minimum)} patch in {url}")
 
 
 # --------------------------------------------------------------------------- companions
@@ -220,7 +236,7 @@ def named_value(text: str, path: str, key: str) -> str | None:
     return match[1] if match else None
 
 
-def companion_pin(name: str, tree: CrioTree) -> Pin:
+def companion_pin(name: str, tree: SourceTree) -> Pin:
     """The first release tag cri-o's files name for this companion (others that disagree noted)."""
     repo = upstream(name).repo
     refs = remote_refs(Component(name=name, repo=repo, commit="0" * 40, version="0"))
@@ -255,7 +271,7 @@ def toml_list(values: dict[Arch, str]) -> str:
     return "{ " + ", ".join(f'{arch} = "{digest}"' for arch, digest in values.items()) + " }"
 
 
-def recipe_text(minor: str, tree: CrioTree, go: GoPin, pause: tuple[str, str], companions: dict[str, Pin], dev: tuple[str, str] | None) -> str:
+def recipe_text(minor: str, tree: SourceTree, go: GoPin, pause: tuple[str, str], companions: dict[str, Pin], dev: tuple[str, str] | None) -> str:
     crio = tree.pin
     lines = [
         f"# CRI-O {minor}, written by `doit new:{minor}`: each pin names where it was read (repository@commit:path).",
@@ -290,7 +306,7 @@ def write_new_recipe(minor: str, settings: Settings, replace: bool = False) -> t
     """Write <recipes>/crio-<minor>.toml from upstream (minor is X.Y: dodo checked it, tasks.requested_minors);
     returns its path and what it held before (--replace)."""
     path = recipe_path(minor, settings, replace)
-    with crio_tree(find_crio(minor), settings) as tree:
+    with source_tree(find_crio(minor), settings) as tree:
         text = read_recipe(minor, tree, settings, path)
     old = path.read_text() if path.exists() else None
     check_new_recipe(path, text)
@@ -299,14 +315,15 @@ def write_new_recipe(minor: str, settings: Settings, replace: bool = False) -> t
     return path, old
 
 
-def read_recipe(minor: str, tree: CrioTree, settings: Settings, path: Path) -> str:
+def read_recipe(minor: str, tree: SourceTree, settings: Settings, path: Path) -> str:
     """The new recipe's text, or a RecipeError listing everything that could not be found."""
     problems: list[str] = []
     dev = attempt(problems, dev_version, tree, minor) if not tree.pin.tag else None
-    go = attempt(problems, go_pin, tree, settings)
     path_, pattern = crio_module.UPSTREAM.pause_image_source
     image = attempt(problems, tree.find, path_, pattern, "the pause image")
     companions = {name: attempt(problems, companion_pin, name, tree) for name in wanted_companions(dev[0] if dev else tree.pin.version)}
+    their_go = [attempt(problems, companion_go, name, pin, settings) for name, pin in companions.items() if pin]
+    go = attempt(problems, go_pin, tree, settings, tuple(g for g in their_go if g))
     if problems:
         raise RecipeError(
             f"writing {path} failed because these could not be found:\n" + "\n".join(f"  - {p}" for p in problems),

@@ -114,6 +114,23 @@ def test_a_1_37_recipe_before_its_first_tag_pins_the_branch_tip_and_pin_moves_it
     assert "-dev" not in path.read_text()
 
 
+def test_a_companion_whose_go_mod_asks_for_more_go_than_cri_o_s_sets_the_recipe_s_go(own_upstreams, env) -> None:
+    """GOTOOLCHAIN=local: a Go older than a companion's go.mod refuses to build it, so the recipe takes the newer."""
+    ups, settings = own_upstreams, load_settings(env)
+    go_mod = (ups["runc"].path / "go.mod").read_text().replace("go 1.16", "go 1.20")
+    runc = advance_branch(ups["runc"], "Release 1.4.4: Go 1.20", branch="main", files={"go.mod": go_mod}, tag="v1.4.4")
+    subprocess.run(["git", "-C", str(ups["cri-o"].path), "checkout", "-q", "release-1.36"], check=True)
+    versions = (ups["cri-o"].path / "scripts/versions").read_text().replace('["runc"]=v1.4.3', '["runc"]=v1.4.4')
+    subprocess.run(["git", "-C", str(ups["cri-o"].path), "checkout", "-q", "-f", "main"], check=True)
+    advance_branch(ups["cri-o"], "runc 1.4.4", branch="release-1.36", files={"scripts/versions": versions}, tag="v1.36.3")
+
+    path, _ = new_recipe.write_new_recipe("1.36", settings)
+    recipe = load_recipe(path)
+    assert recipe.components["runc"].commit == runc
+    assert recipe.go.version == "1.20.14"  # the newest Go 1.20 patch in the listing, not cri-o's 1.19.8
+    assert f"# opencontainers/runc@{runc}:go.mod says `go 1.20`, more than cri-o's go.mod (`go 1.19`)" in path.read_text()
+
+
 @pytest.mark.parametrize("removed, missing", [
     (("go.mod",), ["Go: {where}go.mod does not exist"]),
     (("scripts/versions",), ["conmon's release: looked in {where}scripts/versions (no such file)"]),
