@@ -147,14 +147,27 @@ def test_two_runs_in_one_checkout_lose_none_of_each_others_records(fresh: Pipeli
 
 
 def test_two_builds_of_one_component_at_once_both_succeed_the_second_after_waiting(fresh: Pipeline, docker_engine, tmp_path) -> None:
+    from builders.container import LABEL
+
     clone = dict(fresh.env, CRIOBUILD_ARTIFACTS=str(tmp_path / "other-clone-artifacts"))  # another clone, the same cache
     first = building(fresh, "cri-o", os.environ | fresh.env)
+    box = docker_engine.containers.list(filters={"label": f"{LABEL}={fresh.env['CRIOBUILD_ARTIFACTS']}", "status": "running"})[0]
+    box.pause()  # the first build holds on until both others wait, however fast the fixture cri-o compiles
+    said = {name: tmp_path / f"{name}.out" for name in ("second", "other")}
     second_argv = [*fresh.doit_argv()[:3], "--db-file", str(tmp_path / "second.db"), "compile:crio-1.36:cri-o"]  # the same checkout
-    second = subprocess.Popen(second_argv, cwd=REPO, env=os.environ | fresh.env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    other = subprocess.Popen(fresh.doit_argv("compile:crio-1.36:cri-o"), cwd=REPO, env=os.environ | clone, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    outputs = [p.communicate(timeout=900)[0] for p in (first, second, other)]
-    assert [p.returncode for p in (first, second, other)] == [0, 0, 0], "\n----\n".join(outputs)
-    assert "waiting for another build of compile:crio-1.36:cri-o" in outputs[1], outputs[1]
+    second = subprocess.Popen(second_argv, cwd=REPO, env=os.environ | fresh.env, stdout=said["second"].open("w"), stderr=subprocess.STDOUT, text=True)
+    other = subprocess.Popen(fresh.doit_argv("compile:crio-1.36:cri-o"), cwd=REPO, env=os.environ | clone, stdout=said["other"].open("w"), stderr=subprocess.STDOUT, text=True)
+    try:
+        for proc, out in ((second, said["second"]), (other, said["other"])):
+            wait_for(lambda out=out: "waiting for another build" in out.read_text(), proc, 300)
+    finally:
+        box.unpause()
+    first_said = first.communicate(timeout=900)[0]
+    codes = [first.returncode, second.wait(timeout=900), other.wait(timeout=900)]
+    outputs = [first_said, said["second"].read_text(), said["other"].read_text()]
+    assert codes == [0, 0, 0], "\n----\n".join(outputs)
+    assert "waiting for another build of compile:crio-1.36:cri-o" in outputs[1], outputs[1]  # the same staging tree
+    assert "waiting for another build of cri-o from the same inputs" in outputs[2], outputs[2]  # the same store entry
     for artifacts in (fresh.artifacts, Path(clone["CRIOBUILD_ARTIFACTS"]) / "crio-1.36"):
         assert (artifacts / "staging" / "cri-o" / "usr/bin/crio").is_file()
     assert_nothing_left(fresh, docker_engine)
