@@ -188,17 +188,19 @@ def measure_shared(mode: str, workroot: Path) -> dict:
 
 def real_recipes_sharing(mode: str) -> dict:
     """How many component builds the real recipes ask for on their own target and how many distinct content keys
-    they have (counted, not built: the builder image stands as a hash of its definition, the base image being one)."""
+    they have (counted, not built: the builder image stands as its Dockerfile, one base image id for all)."""
     from builders.build import build_inputs, builder_setup
+    from builders.images import base_image_name, builder_dockerfile
     from builders.modes import resolve_mode
     from builders.recipe import load_all
 
-    keys = []
-    for recipe in load_all(REPO / "recipes"):
+    recipes, keys = load_all(REPO / "recipes"), []
+    for recipe in recipes:
         chosen = resolve_mode(mode, recipe.target.arch)
-        image = json.dumps([str(chosen.builder_target(recipe.target)), chosen.build_packages(recipe), builder_setup(chosen)])
+        base = base_image_name(chosen.builder_target(recipe.target))
+        image = builder_dockerfile(base, "sha256:base", chosen.build_packages(recipe), builder_setup(chosen))
         keys += [json.dumps(build_inputs(recipe, c, chosen, image), sort_keys=True) for c in recipe.components]
-    return {"real_recipes": len(load_all(REPO / "recipes")), "real_builds_asked": len(keys), "real_distinct_keys": len(set(keys))}
+    return {"real_recipes": len(recipes), "real_builds_asked": len(keys), "real_distinct_keys": len(set(keys))}
 
 
 def report_shared(results: dict) -> None:

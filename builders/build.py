@@ -184,7 +184,8 @@ def builder_ready(mode: BuildMode, recipe: Recipe) -> bool:
 def go_volumes_ready(mode: BuildMode, recipe: Recipe, settings: Settings) -> bool:
     """The govolume step's uptodate: its volumes are there. A fill cut short left no doit state for the step
     (its file_dep, the toolchains, are recorded on success), so it runs again and refills."""
-    return all(volume_exists(docker_client(), name) for name in go_volumes(mode, recipe, settings))
+    client = docker_client()
+    return all(volume_exists(client, name) for name in go_volumes(mode, recipe, settings))
 
 
 def builder_for(mode: BuildMode, recipe: Recipe, settings: Settings, component: str) -> Builder:

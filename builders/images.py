@@ -20,9 +20,9 @@ from .recipe import Recipe, Target
 from .view import say
 from .tools import APT_HINTS, StderrTail, hint_for, last_lines, require_tool
 
+BINFMT = Path("/proc/sys/fs/binfmt_misc")
 # What every build needs, whatever it builds: each component adds its own (builders/components/), and
 # dpkg-dev lets dpkg-shlibdeps read the target's own shlibs files.
-BINFMT = Path("/proc/sys/fs/binfmt_misc")
 COMMON_BUILD_PACKAGES = ("ca-certificates", "dpkg-dev", "file", "gcc", "git", "libc6-dev", "make", "pkg-config")
 
 

@@ -10,7 +10,7 @@ from .container import Container
 from .files import locked
 
 MARKER = ".criobuild-complete"
-_known_filled: set[str] = set()  # checked in this process: one recipe's components may share a toolchain
+_known_filled: set[str] = set()  # checked in this process: recipes of one run share toolchains
 
 
 def go_volume_name(goroot: Path, sha256: str) -> str:
